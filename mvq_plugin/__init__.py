@@ -1,0 +1,22 @@
+"""mvq_plugin: MVQ (masked vector quantization) for OpenMMLab and timm.
+
+The core works on any ``nn.Module``::
+
+    import mvq_plugin as mvq
+    cfg = mvq.MVQConfig(block_size=8, num_codewords=256, n=2, m=8)
+    print(mvq.plan(model, cfg))
+    report = mvq.compress(model, cfg)
+    print(mvq.compression_stats(model))
+"""
+from .core import (CompressionReport, CompressionStats, MVQConfig, Plan, codebook_param_groups,
+                   compress, compression_stats, decode_mask, encode_mask, mask_code_bits,
+                   masked_kmeans, nm_mask, plan, quantized_layers, set_codebook_quant, to_dense)
+
+__version__ = '0.1.0'
+
+__all__ = [
+    'MVQConfig', 'plan', 'compress', 'compression_stats', 'to_dense', 'masked_kmeans',
+    'nm_mask', 'encode_mask', 'decode_mask', 'mask_code_bits', 'quantized_layers',
+    'codebook_param_groups', 'set_codebook_quant', 'Plan', 'CompressionReport',
+    'CompressionStats', '__version__',
+]

@@ -1,0 +1,20 @@
+"""The MVQ algorithm in plain PyTorch (no mmengine, no timm)."""
+from .accounting import CompressionStats, LayerBits, compression_stats, layer_bits
+from .blocking import from_subvectors, to_subvectors
+from .compress import (CompressionReport, LayerPlan, LayerReport, Plan, codebook_param_groups,
+                       compress, is_compressed, plan, quantized_layers, set_codebook_quant,
+                       to_dense)
+from .config import LayerConfig, MVQConfig
+from .importance import IMPORTANCE, get_importance
+from .kmeans import KMeansResult, masked_kmeans, masked_sse
+from .nm import decode_mask, encode_mask, mask_code_bits, nm_mask
+from .parametrize import MVQWeight, fake_quant_int8
+
+__all__ = [
+    'MVQConfig', 'LayerConfig', 'plan', 'Plan', 'LayerPlan', 'compress', 'CompressionReport',
+    'LayerReport', 'quantized_layers', 'to_dense', 'is_compressed', 'codebook_param_groups',
+    'set_codebook_quant', 'compression_stats', 'CompressionStats', 'layer_bits', 'LayerBits',
+    'masked_kmeans', 'masked_sse', 'KMeansResult', 'nm_mask', 'encode_mask', 'decode_mask',
+    'mask_code_bits', 'to_subvectors', 'from_subvectors', 'MVQWeight', 'fake_quant_int8',
+    'IMPORTANCE', 'get_importance',
+]

@@ -1,0 +1,220 @@
+"""Compression-ratio accounting (DESIGN.md section 2).
+
+Per compressed layer with ``numel`` weights, sub-vector length ``d``, ``k`` codewords and an
+N:M mask::
+
+    bits = (numel/d) * ceil(log2 k)                 # assignments
+         + (numel/M) * ceil(log2 C(M, N))           # mask codes (0 when not pruned)
+         + k * d * q_c                              # codebook
+         + (32 if q_c == 8 else 0)                  # the fp32 int8 scale
+
+Every other parameter costs 32 bits. ``CR = 32 * total_params / bits``. BN running
+statistics (buffers) are not counted, as in PQF/BGD.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .nm import mask_code_bits
+
+__all__ = ['LayerBits', 'layer_bits', 'CompressionStats', 'compression_stats']
+
+
+@dataclass(frozen=True)
+class LayerBits:
+    """Bits of one compressed layer, by part."""
+
+    indices: int
+    masks: int
+    codebook: int
+
+    @property
+    def total(self) -> int:
+        """All bits of the layer."""
+        return self.indices + self.masks + self.codebook
+
+
+def layer_bits(numel: int, d: int, k: int, n: int, m: int, codebook_bits: int,
+               prunes: bool = True) -> LayerBits:
+    """Bits of one compressed weight (formula in the module docstring).
+
+    Args:
+        numel: Weight elements.
+        d: Sub-vector length.
+        k: Codewords.
+        n: Kept per group.
+        m: Group length.
+        codebook_bits: ``q_c``, bits per codeword element.
+        prunes: Whether a mask is stored.
+    """
+    indices = (numel // d) * math.ceil(math.log2(k))
+    masks = (numel // m) * mask_code_bits(n, m) if prunes else 0
+    codebook = k * d * codebook_bits + (32 if codebook_bits == 8 else 0)
+    return LayerBits(indices, masks, codebook)
+
+
+@dataclass
+class CompressionStats:
+    """What a compressed model costs, by part.
+
+    Attributes:
+        bits_indices: Assignment bits.
+        bits_masks: Mask-code bits.
+        bits_codebooks: Codebook bits (incl. int8 scales).
+        bits_uncompressed: 32 bits per parameter not covered by a codebook.
+        params_total: Parameters of the dense model.
+        params_compressed: Weight elements now represented by codebooks.
+        params_uncompressed: The rest.
+        num_compressed_layers: Layers with an MVQ weight.
+        macs_dense: Multiply-accumulates of one forward pass of the dense model (None without
+            example inputs).
+        macs_effective: MACs with pruned weights skipped (N/M of a pruned layer's MACs).
+        macs_dense_torch_pruning: ``torch_pruning.utils.count_ops_and_params`` of the dense
+            model, as a cross-check (counts all layers it knows, e.g. also BN).
+        layers: Per compressed layer ``{name: {...}}``.
+    """
+
+    bits_indices: int = 0
+    bits_masks: int = 0
+    bits_codebooks: int = 0
+    bits_uncompressed: int = 0
+    params_total: int = 0
+    params_compressed: int = 0
+    params_uncompressed: int = 0
+    num_compressed_layers: int = 0
+    macs_dense: int | None = None
+    macs_effective: int | None = None
+    macs_dense_torch_pruning: int | None = None
+    layers: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def bits(self) -> int:
+        """Total bits."""
+        return self.bits_indices + self.bits_masks + self.bits_codebooks + self.bits_uncompressed
+
+    @property
+    def bytes(self) -> float:
+        """Total bits / 8."""
+        return self.bits / 8
+
+    @property
+    def compression_ratio(self) -> float:
+        """``32 * params_total / bits``."""
+        return 32 * self.params_total / self.bits if self.bits else float('nan')
+
+    def to_dict(self) -> dict:
+        """Plain dict including the derived totals."""
+        out = asdict(self)
+        out.update(bits=self.bits, bytes=self.bytes, compression_ratio=self.compression_ratio)
+        return out
+
+    def __str__(self) -> str:
+        mib = self.bits / 8 / 2**20
+        lines = [
+            f'compressed layers : {self.num_compressed_layers}',
+            f'params            : {self.params_total:,} ({self.params_compressed:,} in codebooks)',
+            f'bits              : {self.bits:,} ({mib:.3f} MiB) = indices {self.bits_indices:,}'
+            f' + masks {self.bits_masks:,} + codebooks {self.bits_codebooks:,}'
+            f' + uncompressed {self.bits_uncompressed:,}',
+            f'compression ratio : {self.compression_ratio:.2f}x vs fp32',
+        ]
+        if self.macs_dense:
+            lines.append(f'MACs              : dense {self.macs_dense:,}, effective '
+                         f'{self.macs_effective:,} ({self.macs_effective / self.macs_dense:.1%})')
+        return '\n'.join(lines)
+
+
+def _count_macs(model: nn.Module, example_inputs) -> dict[str, int]:
+    """Dense MACs per conv/linear module name from one forward pass (forward hooks)."""
+    macs: dict[str, int] = {}
+    handles = []
+
+    def hook(name):
+        def fn(mod, inp, out):
+            if isinstance(mod, nn.Conv2d):
+                per_out = mod.weight.shape[1] * mod.weight.shape[2] * mod.weight.shape[3]
+            else:
+                per_out = mod.weight.shape[1]
+            macs[name] = macs.get(name, 0) + out.numel() * per_out
+        return fn
+
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            handles.append(mod.register_forward_hook(hook(name)))
+    try:
+        with torch.no_grad():
+            if isinstance(example_inputs, (tuple, list)):
+                model(*example_inputs)
+            else:
+                model(example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return macs
+
+
+def compression_stats(model: nn.Module, example_inputs=None,
+                      torch_pruning_check: bool = False) -> CompressionStats:
+    """Bits, bytes, compression ratio and MACs of a (compressed) model.
+
+    Args:
+        model: A model, compressed by :func:`mvq_plugin.compress` or not.
+        example_inputs: Optional input (tensor or tuple) for MAC counting.
+        torch_pruning_check: Also count dense MACs with torch-pruning's
+            ``count_ops_and_params`` on a dense copy (slower; a cross-check).
+
+    Returns:
+        A :class:`CompressionStats`.
+    """
+    from .compress import quantized_layers  # local: compress imports this module
+
+    stats = CompressionStats()
+    quantized = quantized_layers(model)
+    skip_params = set()
+    for name, q in quantized.items():
+        module = model.get_submodule(name)
+        skip_params.add(id(module.parametrizations.weight.original))
+        skip_params.add(id(q.codebook))
+        numel = q.assignments.numel() * q.block_size
+        bits = layer_bits(numel, q.block_size, q.num_codewords, q.n, q.m, q.codebook_bits,
+                          prunes=q.n < q.m and q.method != 'vq')
+        stats.bits_indices += bits.indices
+        stats.bits_masks += bits.masks
+        stats.bits_codebooks += bits.codebook
+        stats.params_compressed += numel
+        stats.layers[name] = dict(numel=numel, bits=bits.total, indices=bits.indices,
+                                  masks=bits.masks, codebook=bits.codebook,
+                                  density=q.n / q.m if q.method != 'vq' else 1.0)
+    seen = set()
+    for p in model.parameters():
+        if id(p) in skip_params or id(p) in seen:
+            continue
+        seen.add(id(p))
+        stats.params_uncompressed += p.numel()
+    stats.bits_uncompressed = 32 * stats.params_uncompressed
+    stats.params_total = stats.params_compressed + stats.params_uncompressed
+    stats.num_compressed_layers = len(quantized)
+    if example_inputs is not None:
+        was_training = model.training
+        model.eval()
+        try:
+            macs = _count_macs(model, example_inputs)
+        finally:
+            model.train(was_training)
+        stats.macs_dense = sum(macs.values())
+        stats.macs_effective = int(sum(
+            v * stats.layers.get(k, {}).get('density', 1.0) for k, v in macs.items()))
+        if torch_pruning_check:
+            import copy
+
+            import torch_pruning as tp
+
+            from .compress import to_dense
+            dense = to_dense(copy.deepcopy(model)).eval()
+            ops, _ = tp.utils.count_ops_and_params(dense, example_inputs)
+            stats.macs_dense_torch_pruning = int(ops)
+    return stats

@@ -1,0 +1,206 @@
+"""MVQ configuration: the global settings and their per-layer resolution.
+
+A :class:`MVQConfig` holds the global values. Two kinds of rules refine them per layer, in
+increasing priority:
+
+1. ``type_overrides``: ``{class_name: {field: value}}``, matched against the class names in
+   the module's MRO (so ``'Linear'`` also matches a subclass of ``nn.Linear``);
+2. ``overrides``: ``{regex: {field: value}}``, the regex must fullmatch the module name.
+
+Every value is validated on construction; the error names the field, the value and what is
+allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ['MVQConfig', 'LayerConfig', 'METHODS', 'VECTOR_AXES', 'CODEBOOK_BITS']
+
+METHODS = ('mvq', 'vq', 'prune_vq')
+VECTOR_AXES = ('in_channel', 'spatial')
+KMEANS_INITS = ('kmeans++', 'random')
+IMPORTANCES = ('magnitude', 'taylor')
+CODEBOOK_BITS = (8, 16, 32)
+
+#: Fields that a per-layer rule (``overrides`` / ``type_overrides``) may change.
+LAYER_FIELDS = ('block_size', 'num_codewords', 'n', 'm', 'method', 'vector_axis',
+                'kmeans_iters', 'kmeans_init', 'tol', 'codebook_bits', 'importance')
+
+
+def _check_choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f'MVQConfig.{name}={value!r} is not allowed; choose one of {list(allowed)}')
+
+
+def _check_int(name: str, value: Any, low: int, high: float = math.inf) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        rng = f'>= {low}' if high == math.inf else f'in [{low}, {high}]'
+        raise ValueError(f'MVQConfig.{name}={value!r} must be an integer {rng}')
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """The resolved settings for one layer (global values refined by the rules).
+
+    Attributes:
+        block_size: Sub-vector length d.
+        num_codewords: Codebook size k.
+        n: Weights kept in every group of ``m`` (``n == m``: no pruning).
+        m: Group length of the N:M pattern; divides ``block_size``.
+        method: ``'mvq'`` (N:M prune + masked k-means), ``'vq'`` (plain k-means, no pruning) or
+            ``'prune_vq'`` (N:M prune, then plain k-means on zero-filled sub-vectors).
+        vector_axis: ``'in_channel'`` (MVQ layout) or ``'spatial'`` (BGD/PQF kernel blocks).
+        kmeans_iters: Maximum Lloyd iterations.
+        kmeans_init: ``'kmeans++'`` or ``'random'``.
+        tol: Stop when the relative objective decrease falls below this.
+        codebook_bits: Bits per stored codeword element (8: int8 + scale, 16: fp16, 32: fp32).
+        importance: Pruning score, ``'magnitude'`` (|w|) or ``'taylor'`` (|w * dL/dw|).
+    """
+
+    block_size: int = 8
+    num_codewords: int = 256
+    n: int = 2
+    m: int = 8
+    method: str = 'mvq'
+    vector_axis: str = 'in_channel'
+    kmeans_iters: int = 50
+    kmeans_init: str = 'kmeans++'
+    tol: float = 1e-4
+    codebook_bits: int = 8
+    importance: str = 'magnitude'
+
+    def __post_init__(self) -> None:
+        _check_int('block_size', self.block_size, 1)
+        _check_int('num_codewords', self.num_codewords, 2)
+        _check_int('m', self.m, 1)
+        _check_int('n', self.n, 1, self.m)
+        if self.method != 'vq' and self.n < self.m and self.block_size % self.m:
+            raise ValueError(f'MVQConfig.m={self.m} must divide block_size={self.block_size} '
+                             f'(N:M groups live inside a sub-vector); allowed m: '
+                             f'{[x for x in range(1, self.block_size + 1) if self.block_size % x == 0]}')
+        _check_choice('method', self.method, METHODS)
+        _check_choice('vector_axis', self.vector_axis, VECTOR_AXES)
+        _check_int('kmeans_iters', self.kmeans_iters, 0)
+        _check_choice('kmeans_init', self.kmeans_init, KMEANS_INITS)
+        if not isinstance(self.tol, (int, float)) or isinstance(self.tol, bool) or self.tol < 0:
+            raise ValueError(f'MVQConfig.tol={self.tol!r} must be a number >= 0')
+        _check_choice('codebook_bits', self.codebook_bits, CODEBOOK_BITS)
+        _check_choice('importance', self.importance, IMPORTANCES)
+
+    @property
+    def prunes(self) -> bool:
+        """Whether this layer is N:M pruned (``vq`` never prunes; ``n == m`` keeps all)."""
+        return self.method != 'vq' and self.n < self.m
+
+    @property
+    def masked_clustering(self) -> bool:
+        """Whether k-means sees the mask (only ``mvq``; ``prune_vq`` clusters zero-filled)."""
+        return self.method == 'mvq' and self.prunes
+
+
+@dataclass(frozen=True)
+class MVQConfig(LayerConfig):
+    """MVQ settings for a whole model (see the module docstring for per-layer rules).
+
+    Attributes:
+        seed: Seed for k-means initialisation and re-seeding (results are identical for a seed).
+        exclude: Regexes (``re.search``) on module names; matching layers stay dense.
+        overrides: ``{regex: {field: value}}``; regex fullmatch on the module name. Wins over
+            ``type_overrides``, which wins over the global value.
+        type_overrides: ``{class_name: {field: value}}`` matched against the module's MRO.
+        skip_first_conv: Keep the first convolution (usually ``C_in = 3``) dense.
+        min_params: Layers with fewer weight elements stay dense.
+    """
+
+    seed: int = 0
+    exclude: list[str] = field(default_factory=list)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    type_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skip_first_conv: bool = True
+    min_params: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int('seed', self.seed, 0)
+        _check_int('min_params', self.min_params, 0)
+        if not isinstance(self.skip_first_conv, bool):
+            raise ValueError(f'MVQConfig.skip_first_conv={self.skip_first_conv!r} must be a bool')
+        if isinstance(self.exclude, str) or not all(isinstance(p, str) for p in self.exclude):
+            raise ValueError(f'MVQConfig.exclude={self.exclude!r} must be a list of regex strings')
+        object.__setattr__(self, 'exclude', list(self.exclude))
+        for pattern in self.exclude:
+            self._compile('exclude', pattern)
+        for name in ('overrides', 'type_overrides'):
+            rules = getattr(self, name)
+            if not isinstance(rules, dict):
+                raise ValueError(f'MVQConfig.{name}={rules!r} must be a dict '
+                                 '{pattern: {field: value}}')
+            for key, values in rules.items():
+                if name == 'overrides':
+                    self._compile(name, key)
+                if not isinstance(values, dict):
+                    raise ValueError(f'MVQConfig.{name}[{key!r}]={values!r} must be a dict '
+                                     f'of fields; allowed fields: {list(LAYER_FIELDS)}')
+                unknown = sorted(set(values) - set(LAYER_FIELDS))
+                if unknown:
+                    raise ValueError(f'MVQConfig.{name}[{key!r}] has unknown field(s) {unknown}; '
+                                     f'allowed fields: {list(LAYER_FIELDS)}')
+                # Validate the refined values now, not at compression time.
+                dataclasses.replace(self.global_layer(), **values)
+
+    @staticmethod
+    def _compile(name: str, pattern: str) -> re.Pattern:
+        try:
+            return re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f'MVQConfig.{name} pattern {pattern!r} is not a valid regex: '
+                             f'{err}') from None
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> 'MVQConfig':
+        """Builds a config from a plain dict, naming unknown keys in the error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f'unknown MVQConfig field(s) {unknown}; allowed: {sorted(known)}')
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable copy of every field."""
+        return dataclasses.asdict(self)
+
+    def global_layer(self) -> LayerConfig:
+        """The global values as a :class:`LayerConfig`."""
+        return LayerConfig(**{f: getattr(self, f) for f in LAYER_FIELDS})
+
+    def for_layer(self, name: str, module: Any = None) -> LayerConfig:
+        """Resolves the settings of one layer: global < type rule < name rule.
+
+        Args:
+            name: Fully qualified module name.
+            module: The module (its MRO class names select type rules).
+
+        Returns:
+            The layer's validated :class:`LayerConfig`.
+        """
+        values: dict[str, Any] = {}
+        if module is not None:
+            mro = [c.__name__ for c in type(module).__mro__]
+            # The most specific class name wins: apply from the base upwards.
+            for cls_name in reversed(mro):
+                values.update(self.type_overrides.get(cls_name, {}))
+        for pattern, rule in self.overrides.items():
+            if re.fullmatch(pattern, name):
+                values.update(rule)
+        return dataclasses.replace(self.global_layer(), **values)
+
+    def excluded(self, name: str) -> str | None:
+        """The first ``exclude`` pattern matching ``name``, or ``None``."""
+        for pattern in self.exclude:
+            if re.search(pattern, name):
+                return pattern
+        return None

@@ -1,0 +1,284 @@
+"""Masked k-means: Lloyd iterations under a fixed per-element mask.
+
+Objective (DESIGN.md section 2), for vectors ``w_i`` with masks ``m_i`` (``n x d``) and
+codewords ``c_j`` (``k x d``)::
+
+    J(C, a) = sum_i || m_i * (w_i - c_{a_i}) ||^2
+
+* assign: ``a_i = argmin_j  -2 <m_i*w_i, c_j> + <m_i, c_j*c_j>``, an exact maximum inner
+  product search in ``2d`` dimensions, ``argmax_j <[m_i*w_i, m_i], [2c_j, -c_j*c_j]>``
+  (plain k-means: ``<[w_i, 1], [2c_j, -|c_j|^2]>``, ``d + 1`` dimensions);
+* update: ``c_jt = sum_{i: a_i = j} m_it w_it / sum_{i: a_i = j} m_it`` (kept where the
+  denominator is 0);
+* empty clusters are re-seeded from a random member of the largest cluster;
+* init: masked k-means++ (D^2 sampling under the masked distance, on a seeded subsample of
+  at most ``KMEANSPP_SAMPLE_PER_CENTROID * k`` vectors) or ``k`` random vectors.
+
+``J`` never increases: the assignment minimises it for fixed ``C``, the update for fixed ``a``,
+and re-seeding only moves codewords without members. Plain k-means is ``mask=None``.
+
+Two exact search backends compute the same argmax: a chunked torch GEMM + max (any device;
+memory bounded by ``chunk_size x k``) and, for CPU tensors when faiss is installed, faiss's
+exhaustive ``IndexFlatIP`` search, which fuses the inner products with the arg-max in
+cache-sized blocks.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ['KMeansResult', 'masked_kmeans', 'assign', 'update_codebook', 'masked_sse',
+           'BACKENDS']
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ('auto', 'torch', 'faiss')
+KMEANSPP_SAMPLE_PER_CENTROID = 64
+
+try:  # faiss is optional: the torch backend is complete on its own.
+    import faiss  # type: ignore
+except ImportError:  # pragma: no cover - exercised where faiss is absent
+    faiss = None
+
+
+@dataclass
+class KMeansResult:
+    """Output of :func:`masked_kmeans`.
+
+    Attributes:
+        codebook: ``(k, d)`` float32 codewords.
+        assignments: ``(n,)`` int64 codeword index per vector.
+        objective: ``J`` after each assignment step (first entry: after initialisation).
+        iterations: Update steps run.
+        converged: Whether the relative decrease fell below ``tol`` before ``iters``.
+        reseeded: Number of empty clusters re-seeded over the run.
+    """
+
+    codebook: torch.Tensor
+    assignments: torch.Tensor
+    objective: list[float] = field(default_factory=list)
+    iterations: int = 0
+    converged: bool = False
+    reseeded: int = 0
+
+
+def masked_sse(vectors: torch.Tensor, mask: torch.Tensor | None, codebook: torch.Tensor,
+               assignments: torch.Tensor) -> float:
+    """``J = sum_i || m_i * (w_i - c_{a_i}) ||^2`` in float64.
+
+    Args:
+        vectors: ``(n, d)``.
+        mask: ``(n, d)`` bool or ``None`` (all ones).
+        codebook: ``(k, d)``.
+        assignments: ``(n,)``.
+    """
+    diff = vectors - codebook[assignments]
+    if mask is not None:
+        diff = diff * mask.to(diff.device)
+    return float((diff * diff).sum(1).double().sum())
+
+
+def _search_table(codebook: torch.Tensor, masked: bool) -> torch.Tensor:
+    """Database side of the inner-product search: ``[2c, -c*c]`` or ``[2c, -|c|^2]``."""
+    sq = codebook * codebook
+    tail = -sq if masked else -sq.sum(1, keepdim=True)
+    return torch.cat([2 * codebook, tail], dim=1).contiguous()
+
+
+def _query_table(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Query side: ``[m*w, m]`` (masked) or ``[w, 1]`` (plain); ``x`` is already ``m*w``."""
+    tail = mask.to(x.dtype) if mask is not None else x.new_ones(x.shape[0], 1)
+    return torch.cat([x, tail], dim=1).contiguous()
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f'k-means backend={backend!r} is not allowed; choose one of '
+                         f'{list(BACKENDS)}')
+    if backend == 'faiss':
+        if faiss is None:
+            raise ValueError("k-means backend='faiss' needs the faiss-cpu package")
+        if device.type != 'cpu':
+            raise ValueError(f"k-means backend='faiss' runs on CPU tensors, got {device}")
+        return 'faiss'
+    if backend == 'auto':
+        return 'faiss' if faiss is not None and device.type == 'cpu' else 'torch'
+    return 'torch'
+
+
+def assign(queries: torch.Tensor, codebook: torch.Tensor, masked: bool, *,
+           backend: str = 'auto', chunk_size: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact masked assignment as a maximum inner-product search.
+
+    Args:
+        queries: ``(n, 2d)`` rows ``[m*w, m]`` (masked) or ``(n, d+1)`` rows ``[w, 1]``.
+        codebook: ``(k, d)``.
+        masked: Which query layout ``queries`` has.
+        backend: ``'auto'``, ``'torch'`` or ``'faiss'``.
+        chunk_size: Rows per GEMM for the torch backend (memory ``chunk_size x k``).
+
+    Returns:
+        ``(assignments (n,) int64, best (n,) float32)`` where
+        ``best_i = max_j <q_i, [2c_j, -c_j^2]>`` so that ``J_i = sum_t m_it w_it^2 - best_i``.
+    """
+    table = _search_table(codebook, masked)
+    if _resolve_backend(backend, queries.device) == 'faiss':
+        index = faiss.IndexFlatIP(table.shape[1])
+        index.add(table.numpy())
+        best, idx = index.search(queries.numpy(), 1)
+        return torch.from_numpy(idx[:, 0]).long(), torch.from_numpy(best[:, 0])
+    n = queries.shape[0]
+    idx = torch.empty(n, dtype=torch.int64, device=queries.device)
+    best = torch.empty(n, dtype=queries.dtype, device=queries.device)
+    table_t = table.t()
+    for start in range(0, n, chunk_size):
+        scores = queries[start:start + chunk_size] @ table_t
+        torch.max(scores, dim=1, out=(best[start:start + chunk_size],
+                                      idx[start:start + chunk_size]))
+    return idx, best
+
+
+def update_codebook(x: torch.Tensor, weights: torch.Tensor | None, assignments: torch.Tensor,
+                    codebook: torch.Tensor) -> torch.Tensor:
+    """Masked centroid update ``c_jt = sum m_it w_it / sum m_it`` (kept where 0 / 0).
+
+    Args:
+        x: ``(n, d)`` masked vectors ``m*w``.
+        weights: ``(n, d)`` float mask, or ``None`` for plain k-means.
+        assignments: ``(n,)``.
+        codebook: ``(k, d)`` current codewords (kept where a denominator is 0).
+
+    Returns:
+        New ``(k, d)`` codebook.
+    """
+    k, d = codebook.shape
+    sums = torch.zeros(k, d, dtype=x.dtype, device=x.device).index_add_(0, assignments, x)
+    if weights is None:
+        counts = torch.bincount(assignments, minlength=k).to(x.dtype)[:, None].expand(k, d)
+    else:
+        counts = torch.zeros(k, d, dtype=x.dtype, device=x.device).index_add_(
+            0, assignments, weights)
+    return torch.where(counts > 0, sums / counts.clamp(min=1e-12), codebook)
+
+
+def _masked_dist_to(x: torch.Tensor, w: torch.Tensor | None, sqnorm: torch.Tensor,
+                    c: torch.Tensor) -> torch.Tensor:
+    """``|| m_i * (w_i - c) ||^2`` for all rows, one codeword ``c`` (``d``,)."""
+    cross = x @ c
+    quad = (w @ (c * c)) if w is not None else (c * c).sum()
+    return (sqnorm - 2 * cross + quad).clamp(min=0)
+
+
+def _init_codebook(x: torch.Tensor, w: torch.Tensor | None, sqnorm: torch.Tensor, k: int,
+                   init: str, gen: torch.Generator) -> torch.Tensor:
+    """Initial codewords: masked k-means++ on a seeded subsample, or random vectors."""
+    n = x.shape[0]
+    if init == 'random':
+        return x[torch.randperm(n, generator=gen)[:k].to(x.device)].clone()
+    sample = min(n, KMEANSPP_SAMPLE_PER_CENTROID * k)
+    rows = torch.randperm(n, generator=gen)[:sample].to(x.device)
+    xs, ws, ns = x[rows], (w[rows] if w is not None else None), sqnorm[rows]
+    chosen = [int(torch.randint(sample, (1,), generator=gen))]
+    dist = _masked_dist_to(xs, ws, ns, xs[chosen[0]])
+    for _ in range(1, k):
+        total = float(dist.sum())
+        if total > 0:
+            probs = (dist / total).double().cpu()
+            nxt = int(torch.multinomial(probs, 1, generator=gen))
+        else:  # every sample already has a zero-distance codeword: pick uniformly.
+            nxt = int(torch.randint(sample, (1,), generator=gen))
+        chosen.append(nxt)
+        dist = torch.minimum(dist, _masked_dist_to(xs, ws, ns, xs[nxt]))
+    return xs[torch.tensor(chosen, device=x.device)].clone()
+
+
+def _reseed_empty(codebook: torch.Tensor, x: torch.Tensor, w: torch.Tensor | None,
+                  assignments: torch.Tensor, gen: torch.Generator) -> int:
+    """Moves every memberless codeword onto a random member of the largest cluster.
+
+    The member's kept elements replace the codeword's; positions the member prunes keep the
+    largest cluster's values. Returns the number of re-seeded codewords.
+    """
+    k = codebook.shape[0]
+    sizes = torch.bincount(assignments, minlength=k).cpu()
+    empty = torch.nonzero(sizes == 0).flatten().tolist()
+    for j in empty:
+        big = int(torch.argmax(sizes))
+        members = torch.nonzero(assignments == big).flatten()
+        i = members[int(torch.randint(members.numel(), (1,), generator=gen))]
+        row = codebook[big].clone()
+        if w is None:
+            row = x[i].clone()
+        else:
+            keep = w[i] > 0
+            row[keep] = x[i][keep]
+        codebook[j] = row
+        sizes[big] -= 1
+        sizes[j] = 1
+    return len(empty)
+
+
+def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
+                  iters: int = 50, seed: int = 0, init: str = 'kmeans++', tol: float = 1e-4,
+                  backend: str = 'auto', chunk_size: int = 65536) -> KMeansResult:
+    """Clusters ``vectors`` under ``mask`` (see the module docstring for the math).
+
+    Args:
+        vectors: ``(n, d)`` sub-vectors; values at masked-out positions are ignored.
+        mask: ``(n, d)`` bool (True = kept) or ``None`` for plain k-means.
+        k: Number of codewords, ``2 <= k <= n``.
+        iters: Maximum number of update steps.
+        seed: Seed for initialisation and re-seeding; a seed gives identical results.
+        init: ``'kmeans++'`` (masked D^2 sampling) or ``'random'``.
+        tol: Stop when ``(J_prev - J) <= tol * J_prev``.
+        backend: Search backend, ``'auto'`` (faiss on CPU when installed, else torch),
+            ``'torch'`` or ``'faiss'``.
+        chunk_size: Rows per GEMM for the torch backend.
+
+    Returns:
+        A :class:`KMeansResult` on ``vectors.device``.
+    """
+    if vectors.dim() != 2:
+        raise ValueError(f'vectors must be (n, d), got shape {tuple(vectors.shape)}')
+    n, d = vectors.shape
+    if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= n:
+        raise ValueError(f'k={k!r} must be an integer in [2, n={n}] (number of vectors)')
+    if mask is not None and mask.shape != vectors.shape:
+        raise ValueError(f'mask shape {tuple(mask.shape)} does not match vectors '
+                         f'{tuple(vectors.shape)}')
+    if init not in ('kmeans++', 'random'):
+        raise ValueError(f"init={init!r} is not allowed; choose 'kmeans++' or 'random'")
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
+        raise ValueError(f'iters={iters!r} must be an integer >= 0')
+    if chunk_size < 1:
+        raise ValueError(f'chunk_size={chunk_size!r} must be >= 1')
+    backend = _resolve_backend(backend, vectors.device)
+    gen = torch.Generator().manual_seed(seed)
+
+    x = vectors.detach().float()
+    w = None
+    if mask is not None:
+        w = mask.to(device=x.device, dtype=torch.float32)
+        x = x * w
+    x = x.contiguous()
+    sqnorm = (x * x).sum(1)
+    queries = _query_table(x, w)
+
+    codebook = _init_codebook(x, w, sqnorm, k, init, gen)
+    a, _ = assign(queries, codebook, w is not None, backend=backend, chunk_size=chunk_size)
+    history = [masked_sse(x, mask, codebook, a)]
+    result = KMeansResult(codebook, a, history)
+    for _ in range(iters):
+        codebook = update_codebook(x, w, a, codebook)
+        result.reseeded += _reseed_empty(codebook, x, w, a, gen)
+        a, _ = assign(queries, codebook, w is not None, backend=backend, chunk_size=chunk_size)
+        history.append(masked_sse(x, mask, codebook, a))
+        result.iterations += 1
+        prev, cur = history[-2], history[-1]
+        if prev <= 0 or prev - cur <= tol * prev:
+            result.converged = True
+            break
+    result.codebook, result.assignments = codebook, a
+    return result

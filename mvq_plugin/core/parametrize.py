@@ -1,0 +1,132 @@
+"""The MVQ weight parametrization: a layer's weight as a function of trainable codewords.
+
+``MVQWeight`` is registered with :func:`torch.nn.utils.parametrize.register_parametrization`
+on ``weight``, so every subclass of ``nn.Conv2d``/``nn.Linear`` (timm's ``StdConv2d``,
+``Conv2dSame``, mmcv's conv layers) keeps its own ``forward``. The effective weight is::
+
+    W_hat = from_subvectors(mask * q(codebook)[assignments])
+
+where ``q`` is the identity or, once switched on, int8 symmetric fake quantization with one
+scale per codebook and a straight-through estimator. Masks and assignments are buffers; the
+codebook is the only parameter. Autograd *sums* the gradients of every position a codeword
+fills (BGD averages them); gradients reach a codeword only through unpruned positions because
+pruned positions are multiplied by 0.
+
+The dense weight the layer was clustered from stays as the frozen
+``parametrizations.weight.original`` (no gradient, excluded from the artifact), so one can
+always see which weights the clustering came from.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocking import from_subvectors
+
+__all__ = ['MVQWeight', 'fake_quant_int8']
+
+
+class _RoundSTE(torch.autograd.Function):
+    """``round(x)`` forward, identity backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad
+
+
+def int8_scale(codebook: torch.Tensor) -> torch.Tensor:
+    """Symmetric int8 scale ``s = max|c| / 127`` (1 for an all-zero codebook)."""
+    amax = codebook.detach().abs().max()
+    return torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+
+
+def fake_quant_int8(codebook: torch.Tensor) -> torch.Tensor:
+    """``s * clamp(round(c / s), -127, 127)`` with a straight-through estimator.
+
+    Args:
+        codebook: ``(k, d)`` float codewords.
+
+    Returns:
+        ``(k, d)`` values exactly representable as int8 times one fp32 scale.
+    """
+    scale = int8_scale(codebook)
+    return _RoundSTE.apply(codebook / scale).clamp(-127, 127) * scale
+
+
+class MVQWeight(nn.Module):
+    """Parametrization computing a weight from a codebook, assignments and an N:M mask.
+
+    Args:
+        codebook: ``(k, d)`` initial codewords (becomes the trainable ``codebook``).
+        assignments: ``(n,)`` codeword index per sub-vector.
+        mask: ``(n, d)`` bool, True where the weight is kept.
+        weight_shape: Shape of the weight being replaced.
+        vector_axis: Sub-vector layout, ``'in_channel'`` or ``'spatial'``.
+        n: N of the N:M pattern (``n == m``: no pruning).
+        m: M of the N:M pattern.
+        method: ``'mvq'``, ``'vq'`` or ``'prune_vq'`` (kept for reports and the artifact).
+        codebook_bits: Storage precision of the codebook (8: int8 + scale).
+
+    Attributes:
+        quantize: When True, the forward pass fake-quantizes the codebook to int8.
+    """
+
+    def __init__(self, codebook: torch.Tensor, assignments: torch.Tensor, mask: torch.Tensor,
+                 weight_shape: tuple[int, ...], vector_axis: str = 'in_channel', *, n: int,
+                 m: int, method: str = 'mvq', codebook_bits: int = 8) -> None:
+        super().__init__()
+        k, d = codebook.shape
+        if mask.shape != (assignments.numel(), d):
+            raise ValueError(f'mask shape {tuple(mask.shape)} must be '
+                             f'(num_subvectors={assignments.numel()}, d={d})')
+        numel = 1
+        for s in weight_shape:
+            numel *= s
+        if assignments.numel() * d != numel:
+            raise ValueError(f'{assignments.numel()} sub-vectors of length {d} do not fill '
+                             f'a weight of shape {tuple(weight_shape)}')
+        self.codebook = nn.Parameter(codebook.detach().clone().float())
+        self.register_buffer('assignments', assignments.detach().clone().long())
+        self.register_buffer('mask', mask.detach().clone().bool())
+        self.weight_shape = tuple(int(s) for s in weight_shape)
+        self.vector_axis = vector_axis
+        self.n, self.m = int(n), int(m)
+        self.method = method
+        self.codebook_bits = int(codebook_bits)
+        self.quantize = False
+
+    @property
+    def block_size(self) -> int:
+        """Sub-vector length d."""
+        return self.codebook.shape[1]
+
+    @property
+    def num_codewords(self) -> int:
+        """Codebook size k."""
+        return self.codebook.shape[0]
+
+    def effective_codebook(self) -> torch.Tensor:
+        """The codebook as the forward pass uses it (fake-quantized when ``quantize``)."""
+        return fake_quant_int8(self.codebook) if self.quantize else self.codebook
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        """``W_hat``; ``original`` (the frozen dense weight) is ignored.
+
+        Args:
+            original: The frozen dense weight (unused; shape and dtype reference only).
+
+        Returns:
+            Weight of ``weight_shape`` with pruned positions exactly 0.
+        """
+        vectors = self.effective_codebook()[self.assignments] * self.mask
+        weight = from_subvectors(vectors, self.weight_shape, self.vector_axis)
+        return weight.to(original.dtype)
+
+    def extra_repr(self) -> str:
+        return (f'k={self.num_codewords}, d={self.block_size}, N:M={self.n}:{self.m}, '
+                f'method={self.method}, axis={self.vector_axis}, '
+                f'subvectors={self.assignments.numel()}, quantize={self.quantize}')

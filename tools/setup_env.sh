@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Idempotent environment set-up for mvq_plugin (DESIGN.md section 6).
+#
+#   VENV=.venv bash tools/setup_env.sh
+#
+# Creates or reuses the virtual environment at $VENV, installs the pinned torch pair, builds
+# mmcv 2.1.0 with CPU ops from the sdist only when no wheel for this torch version is cached,
+# installs the rest of the stack and the project (editable), and unpacks the real
+# Fashion-MNIST data. A second run on a ready machine only compares a stamp and returns.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+CONSTRAINTS="$ROOT/requirements/constraints.txt"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/mvq_plugin"
+DATA_DIR="${MVQ_DATA_DIR:-$ROOT/data}"
+TORCH_VERSION="$(grep -E '^torch==' "$CONSTRAINTS" | cut -d= -f3)"
+TV_VERSION="$(grep -E '^torchvision==' "$CONSTRAINTS" | cut -d= -f3)"
+MMCV_VERSION="$(grep -E '^mmcv==' "$CONSTRAINTS" | cut -d= -f3)"
+WHEELS="$CACHE/wheels/torch-$TORCH_VERSION"
+
+log() { printf '[setup_env] %s\n' "$*" >&2; }
+
+stamp_of() {
+  cat "$CONSTRAINTS" "$ROOT"/requirements/*.txt "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16
+}
+
+fetch_data() {
+  # Real Fashion-MNIST (60k/10k) from Debian's dataset-fashion-mnist, un-gzipped into the
+  # layout mmpretrain's FashionMNIST dataset reads.
+  local dst="$DATA_DIR/fashion_mnist" src=/usr/share/datasets/fashion-mnist
+  local names=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
+  local missing=0 n
+  for n in "${names[@]}"; do [ -s "$dst/$n" ] || missing=1; done
+  [ "$missing" = 0 ] && return 0
+  if [ ! -d "$src" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "installing Debian package dataset-fashion-mnist"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  fi
+  if [ ! -d "$src" ]; then
+    log "Fashion-MNIST not found at $src and apt-get is not usable here."
+    log "Install it with: sudo apt-get install dataset-fashion-mnist  (then re-run this script),"
+    log "or place the four IDX files (${names[*]}) un-gzipped in $dst."
+    return 1
+  fi
+  mkdir -p "$dst"
+  for n in "${names[@]}"; do
+    if [ ! -s "$dst/$n" ]; then
+      gzip -dc "$src/$n.gz" > "$dst/$n.tmp"
+      mv "$dst/$n.tmp" "$dst/$n"
+    fi
+  done
+  log "Fashion-MNIST ready in $dst"
+}
+
+build_mmcv_wheel() {
+  # mmcv 2.1.0 with CPU ops: torch 2.14 headers need C++20; its setup.py imports pkg_resources
+  # (setuptools < 81); it must see the installed torch (--no-build-isolation).
+  local work; work="$(mktemp -d)"
+  log "building mmcv $MMCV_VERSION with CPU ops for torch $TORCH_VERSION (7-13 min on 2 cores)"
+  "$VENV/bin/pip" download -q --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work"
+  tar -xzf "$work"/mmcv-"$MMCV_VERSION".tar.gz -C "$work"
+  sed -i 's/-std=c++1[47]/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
+  mkdir -p "$WHEELS"
+  (cd "$work/mmcv-$MMCV_VERSION" && MAX_JOBS="${MAX_JOBS:-2}" MMCV_WITH_OPS=1 FORCE_CUDA=0 \
+    "$VENV/bin/pip" wheel -q --no-build-isolation --no-deps -w "$work/dist" .)
+  mv "$work"/dist/mmcv-*.whl "$WHEELS/"
+  rm -rf "$work"
+}
+
+main() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating venv at $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local stamp; stamp="$(stamp_of)"
+  if [ -f "$VENV/.mvq_stamp" ] && [ "$(cat "$VENV/.mvq_stamp")" = "$stamp" ]; then
+    log "environment up to date ($VENV)"
+    fetch_data
+    return 0
+  fi
+  local pip=("$VENV/bin/pip" install -q -c "$CONSTRAINTS")
+  "${pip[@]}" --upgrade pip 'setuptools>=77.0.3,<81' wheel ninja
+  "${pip[@]}" "torch==$TORCH_VERSION" "torchvision==$TV_VERSION"
+  if ! ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
+    build_mmcv_wheel
+  fi
+  "${pip[@]}" "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl
+  "${pip[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/mm.txt" \
+    -r "$ROOT/requirements/timm.txt" -r "$ROOT/requirements/dev.txt"
+  "${pip[@]}" --no-deps -e "$ROOT"
+  "$VENV/bin/python" -c "import torch, mmcv.ops, mmdet, mmseg, mmpretrain, timm, mvq_plugin" \
+    || { log "import check failed"; return 1; }
+  echo "$stamp" > "$VENV/.mvq_stamp"
+  log "environment ready ($VENV)"
+  fetch_data
+}
+
+main "$@"
