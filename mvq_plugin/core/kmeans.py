@@ -221,7 +221,8 @@ def _reseed_empty(codebook: torch.Tensor, x: torch.Tensor, w: torch.Tensor | Non
 
 
 def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
-                  iters: int = 50, seed: int = 0, init: str = 'kmeans++', tol: float = 1e-4,
+                  iters: int = 50, seed: int = 0, init: str | torch.Tensor = 'kmeans++',
+                  tol: float = 1e-4,
                   backend: str = 'auto', chunk_size: int = 65536) -> KMeansResult:
     """Clusters ``vectors`` under ``mask`` (see the module docstring for the math).
 
@@ -231,7 +232,8 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
         k: Number of codewords, ``2 <= k <= n``.
         iters: Maximum number of update steps.
         seed: Seed for initialisation and re-seeding; a seed gives identical results.
-        init: ``'kmeans++'`` (masked D^2 sampling) or ``'random'``.
+        init: ``'kmeans++'`` (masked D^2 sampling), ``'random'`` or a ``(k, d)`` tensor of
+            initial codewords.
         tol: Stop when ``(J_prev - J) <= tol * J_prev``.
         backend: Search backend, ``'auto'`` (faiss on CPU when installed, else torch),
             ``'torch'`` or ``'faiss'``.
@@ -248,8 +250,12 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     if mask is not None and mask.shape != vectors.shape:
         raise ValueError(f'mask shape {tuple(mask.shape)} does not match vectors '
                          f'{tuple(vectors.shape)}')
-    if init not in ('kmeans++', 'random'):
-        raise ValueError(f"init={init!r} is not allowed; choose 'kmeans++' or 'random'")
+    if isinstance(init, torch.Tensor):
+        if init.shape != (k, d):
+            raise ValueError(f'initial codebook shape {tuple(init.shape)} must be (k={k}, d={d})')
+    elif init not in ('kmeans++', 'random'):
+        raise ValueError(f"init={init!r} is not allowed; choose 'kmeans++', 'random' or a "
+                         '(k, d) tensor')
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
         raise ValueError(f'iters={iters!r} must be an integer >= 0')
     if chunk_size < 1:
@@ -266,7 +272,10 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     sqnorm = (x * x).sum(1)
     queries = _query_table(x, w)
 
-    codebook = _init_codebook(x, w, sqnorm, k, init, gen)
+    if isinstance(init, torch.Tensor):
+        codebook = init.detach().to(device=x.device, dtype=torch.float32).clone()
+    else:
+        codebook = _init_codebook(x, w, sqnorm, k, init, gen)
     a, _ = assign(queries, codebook, w is not None, backend=backend, chunk_size=chunk_size)
     history = [masked_sse(x, mask, codebook, a)]
     result = KMeansResult(codebook, a, history)

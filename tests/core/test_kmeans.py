@@ -1,0 +1,154 @@
+import itertools
+
+import pytest
+import torch
+
+from mvq_plugin import masked_kmeans, nm_mask
+from mvq_plugin.core import kmeans as km
+
+
+def _data(n=400, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(6, d, generator=g) * 3
+    x = centers[torch.randint(6, (n,), generator=g)] + 0.3 * torch.randn(n, d, generator=g)
+    mask = nm_mask(x.abs(), 2, 4)
+    return x, mask
+
+
+def _reference_lloyd(x, mask, init, iters):
+    """Loop-by-loop masked Lloyd iterations (no GEMM, no search tricks)."""
+    n, d = x.shape
+    k = init.shape[0]
+    c = init.double().clone()
+    xd, md = x.double(), mask.double()
+
+    def assign_all():
+        a, total = [], 0.0
+        for i in range(n):
+            dists = [float((md[i] * (xd[i] - c[j])).pow(2).sum()) for j in range(k)]
+            j = min(range(k), key=dists.__getitem__)
+            a.append(j)
+            total += dists[j]
+        return a, total
+
+    a, obj = assign_all()
+    history = [obj]
+    for _ in range(iters):
+        for j in range(k):
+            for t in range(d):
+                num = sum(md[i, t] * xd[i, t] for i in range(n) if a[i] == j)
+                den = sum(md[i, t] for i in range(n) if a[i] == j)
+                if den > 0:
+                    c[j, t] = num / den
+        a, obj = assign_all()
+        history.append(obj)
+    return c, a, history
+
+
+@pytest.mark.parametrize('backend', ['torch', 'faiss'])
+def test_equals_loop_reference(backend):
+    if backend == 'faiss':
+        pytest.importorskip('faiss')
+    x, mask = _data(n=60, d=4)
+    init = x[:5].clone() * mask[:5]
+    res = masked_kmeans(x, mask, 5, iters=6, init=init, tol=0.0, backend=backend)
+    c, a, hist = _reference_lloyd(x, mask, init, len(res.objective) - 1)
+    assert res.assignments.tolist() == a
+    assert torch.allclose(res.codebook.double(), c, atol=1e-5)
+    assert res.objective == pytest.approx(hist, rel=1e-5)
+
+
+def test_reaches_global_optimum_on_tiny_separable_input():
+    x = torch.tensor([[0., 0.], [0.2, 0.1], [0.1, 0.3], [5., 5.], [5.2, 4.9], [4.8, 5.3]])
+    mask = torch.tensor([[1, 1], [1, 0], [1, 1], [0, 1], [1, 1], [1, 1]], dtype=torch.bool)
+    res = masked_kmeans(x, mask, 2, iters=20, seed=3)
+
+    def best_for(assign):
+        total = 0.0
+        for j in (0, 1):
+            rows = [i for i in range(6) if assign[i] == j]
+            for t in range(2):
+                kept = [x[i, t] for i in rows if mask[i, t]]
+                if kept:
+                    mu = sum(kept) / len(kept)
+                    total += sum(float((v - mu) ** 2) for v in kept)
+        return total
+
+    brute = min(best_for(a) for a in itertools.product((0, 1), repeat=6))
+    assert res.objective[-1] == pytest.approx(brute, rel=1e-5)
+
+
+def test_objective_non_increasing_and_converges():
+    x, mask = _data(n=3000, d=8)
+    res = masked_kmeans(x, mask, 32, iters=40, tol=0.0, init='random')
+    diffs = torch.tensor(res.objective).diff()
+    assert torch.all(diffs <= 1e-6 * res.objective[0])
+    assert res.objective[-1] < 0.5 * res.objective[0]
+    assert res.objective[-1] == pytest.approx(
+        km.masked_sse(x, mask, res.codebook, res.assignments), rel=1e-5)
+
+
+def test_pruned_values_do_not_matter():
+    x, mask = _data()
+    noisy = torch.where(mask, x, torch.randn_like(x) * 100)
+    a = masked_kmeans(x, mask, 16, iters=10, seed=1)
+    b = masked_kmeans(noisy, mask, 16, iters=10, seed=1)
+    assert torch.equal(a.assignments, b.assignments)
+    assert torch.equal(a.codebook, b.codebook)
+
+
+def test_identical_for_a_seed_different_across_seeds():
+    x, mask = _data()
+    a = masked_kmeans(x, mask, 16, iters=10, seed=7)
+    b = masked_kmeans(x, mask, 16, iters=10, seed=7)
+    c = masked_kmeans(x, mask, 16, iters=10, seed=8)
+    assert torch.equal(a.codebook, b.codebook) and torch.equal(a.assignments, b.assignments)
+    assert not torch.equal(a.codebook, c.codebook)
+
+
+def test_empty_clusters_are_reseeded():
+    x, mask = _data(n=200)
+    init = x[:8].clone()
+    init[5:] = 1e4  # three codewords that no vector picks
+    res = masked_kmeans(x, mask, 8, iters=10, init=init, tol=0.0)
+    assert res.reseeded >= 3
+    assert torch.bincount(res.assignments, minlength=8).min() > 0
+    assert torch.all(torch.tensor(res.objective).diff() <= 1e-6 * res.objective[0])
+
+
+def test_plain_kmeans_is_mask_of_ones():
+    x, _ = _data()
+    ones = torch.ones_like(x, dtype=torch.bool)
+    a = masked_kmeans(x, None, 8, iters=5, seed=2, backend='torch')
+    b = masked_kmeans(x, ones, 8, iters=5, seed=2, backend='torch')
+    assert torch.equal(a.assignments, b.assignments)
+    assert torch.allclose(a.codebook, b.codebook, atol=1e-5)
+
+
+def test_backends_agree():
+    pytest.importorskip('faiss')
+    x, mask = _data(n=5000)
+    codebook = torch.randn(32, 8) * 3
+    for m in (None, mask):
+        q = km._query_table(x * m if m is not None else x, m)
+        a_t, best_t = km.assign(q, codebook, m is not None, backend='torch', chunk_size=777)
+        a_f, best_f = km.assign(q, codebook, m is not None, backend='faiss')
+        assert (a_t == a_f).float().mean() > 0.999  # differ only on float32 near-ties
+        assert torch.allclose(best_t, best_f, rtol=1e-5, atol=1e-3)
+        full_t = masked_kmeans(x, m, 32, iters=8, seed=4, backend='torch')
+        full_f = masked_kmeans(x, m, 32, iters=8, seed=4, backend='faiss')
+        assert full_t.objective[-1] == pytest.approx(full_f.objective[-1], rel=1e-2)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(k=1), r'k=1 must be an integer in \[2, n=400\]'),
+    (dict(k=401), r'k=401'),
+    (dict(k=4, init='foo'), "init='foo'"),
+    (dict(k=4, iters=-2), 'iters=-2'),
+    (dict(k=4, backend='gpu'), "backend='gpu'"),
+    (dict(k=4, init=torch.zeros(3, 8)), r'initial codebook shape \(3, 8\)'),
+])
+def test_bad_arguments(kwargs, match):
+    x, mask = _data()
+    with pytest.raises(ValueError, match=match):
+        masked_kmeans(x, mask, **kwargs)
