@@ -23,7 +23,7 @@ from torch import nn
 
 from .blocking import from_subvectors
 
-__all__ = ['MVQWeight', 'fake_quant_int8']
+__all__ = ['MVQWeight', 'fake_quant_int8', 'int8_scale']
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -44,17 +44,30 @@ def int8_scale(codebook: torch.Tensor) -> torch.Tensor:
     return torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
 
 
-def fake_quant_int8(codebook: torch.Tensor) -> torch.Tensor:
+def fake_quant_int8(codebook: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
     """``s * clamp(round(c / s), -127, 127)`` with a straight-through estimator.
 
     Args:
         codebook: ``(k, d)`` float codewords.
+        scale: A fixed scale; ``None`` derives it from the codebook (:func:`int8_scale`).
 
     Returns:
         ``(k, d)`` values exactly representable as int8 times one fp32 scale.
     """
-    scale = int8_scale(codebook)
+    scale = int8_scale(codebook) if scale is None else scale
     return _RoundSTE.apply(codebook / scale).clamp(-127, 127) * scale
+
+
+class _HalfSTE(torch.autograd.Function):
+    """fp16 rounding forward, identity backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.half().to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad
 
 
 class MVQWeight(nn.Module):
@@ -72,7 +85,11 @@ class MVQWeight(nn.Module):
         codebook_bits: Storage precision of the codebook (8: int8 + scale).
 
     Attributes:
-        quantize: When True, the forward pass fake-quantizes the codebook to int8.
+        quantize: When True, the forward pass rounds the codebook to its storage precision
+            (``codebook_bits``: int8 with one scale, or fp16; fp32 is unchanged) with a
+            straight-through estimator, so the model computes what its artifact stores.
+        scale: Buffer holding a fixed int8 scale (NaN: derived from the codebook on every
+            pass). Loading an int8 artifact fixes it, so the loaded model is bit-exact.
     """
 
     def __init__(self, codebook: torch.Tensor, assignments: torch.Tensor, mask: torch.Tensor,
@@ -97,6 +114,7 @@ class MVQWeight(nn.Module):
         self.n, self.m = int(n), int(m)
         self.method = method
         self.codebook_bits = int(codebook_bits)
+        self.register_buffer('scale', torch.tensor(float('nan')))
         self.quantize = False
 
     @property
@@ -110,8 +128,12 @@ class MVQWeight(nn.Module):
         return self.codebook.shape[0]
 
     def effective_codebook(self) -> torch.Tensor:
-        """The codebook as the forward pass uses it (fake-quantized when ``quantize``)."""
-        return fake_quant_int8(self.codebook) if self.quantize else self.codebook
+        """The codebook as the forward pass uses it (rounded to storage when ``quantize``)."""
+        if not self.quantize or self.codebook_bits == 32:
+            return self.codebook
+        if self.codebook_bits == 16:
+            return _HalfSTE.apply(self.codebook)
+        return fake_quant_int8(self.codebook, None if torch.isnan(self.scale) else self.scale)
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
         """``W_hat``; ``original`` (the frozen dense weight) is ignored.

@@ -1,0 +1,28 @@
+# mvq_plugin: the README's two commands are `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-fast demo bench lint clean
+
+setup:  ## create or reuse the venv at $(VENV), build/cached mmcv, real data
+	VENV=$(VENV) bash tools/setup_env.sh
+
+test: setup  ## the whole suite, slow tests included (pytest exit 5 = no tests is not a failure)
+	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+demo: setup  ## the main job on the embedded default
+	$(PY) tools/demo.py --work-dir work_dirs/demo
+
+bench: setup  ## benchmarks that print side-by-side ratios
+	$(PY) tools/bench/kmeans.py
+
+lint: setup
+	$(PY) -m ruff check mvq_plugin tools tests
+
+clean:
+	rm -rf work_dirs .pytest_cache

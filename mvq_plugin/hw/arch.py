@@ -1,0 +1,235 @@
+"""Accelerator configurations: :class:`ArrayConfig` and the ``ws``/``ews``/``mvq`` presets.
+
+Every effect the EWS and MVQ models add on top of SCALE-Sim's plain weight-stationary array is
+one boolean or number here, so each can be switched on alone (``dataclasses.replace``):
+
+=========================  ==================================================================
+switch                      assumption (see ``docs/hardware.md``)
+=========================  ==================================================================
+``weight_double_buffer``    per-PE weight register files hold two tiles: the next tile loads
+                            while the current one computes, and consecutive folds pipeline
+                            (fill/drain paid once per layer instead of once per fold).
+``act_reuse``               activation register files at the array edge keep the convolution
+                            window: each ifmap element is read from SRAM once per column fold
+                            instead of ``kh*kw/stride^2`` times.
+``psum_accumulate``         psum register files (``psum_rf_depth`` words per column) accumulate
+                            across reduction folds: outputs are written once; when ``T`` exceeds
+                            the depth the stream is cut into chunks and weights reload per chunk.
+``sparse_compute``          N:M sparse array: each ``d``-row tile has ``Q = (N/M)*d``
+                            multipliers, ``d``-to-1 activation muxes and a ``Q``-input adder
+                            tree; MACs on compressed layers scale by N/M.
+``vq_weights``              weights stream as ``log2(k) + mask bits`` per sub-vector and are
+                            expanded by a codebook register file with ``rows/d`` read ports.
+=========================  ==================================================================
+
+``weight_load_bw_bits`` is the bandwidth ``B`` (bits/cycle) from the weight buffer into the
+array; ``None`` means SCALE-Sim's assumption of one array row per cycle (``8*cols`` bits/cycle
+for 8-bit weights), so a dense tile always loads in ``rows`` cycles.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+__all__ = ['ArrayConfig', 'PRESETS', 'get_arch']
+
+DATAFLOWS = ('ws',)
+DENSE_FALLBACKS = ('multipass',)
+
+
+def _check_int(name: str, value: Any, low: int, high: float = math.inf) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        rng = f'>= {low}' if high == math.inf else f'in [{low}, {high}]'
+        raise ValueError(f'ArrayConfig.{name}={value!r} must be an integer {rng}')
+
+
+def _check_pos(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f'ArrayConfig.{name}={value!r} must be a number > 0')
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """A weight-stationary systolic-array accelerator.
+
+    Attributes:
+        name: Label used in reports.
+        rows: Logical array rows ``R`` (the reduction dimension ``Sr`` is folded over them).
+        cols: Logical array columns ``C`` (output channels ``Sc`` are folded over them).
+        dataflow: Only ``'ws'`` (weight stationary).
+        ifmap_sram_kb: Ifmap buffer size (KiB), selects its per-bit energy.
+        filter_sram_kb: Filter buffer size (KiB).
+        ofmap_sram_kb: Ofmap/psum buffer size (KiB).
+        weight_bits: Dense weight precision.
+        act_bits: Activation precision (ifmap and final ofmap).
+        psum_bits: Partial-sum precision (array psum registers, psum RF, psum spills).
+        codebook_bits: Codeword element precision in the codebook register file.
+        clock_mhz: Clock for latency and throughput (energy does not depend on it).
+        weight_load_bw_bits: Weight-buffer-to-array bandwidth ``B`` in bits/cycle; ``None``:
+            one array row per cycle (SCALE-Sim).
+        weight_double_buffer: EWS weight register files (see module docstring).
+        act_reuse: EWS activation register files.
+        psum_accumulate: EWS psum register files.
+        psum_rf_depth: Psum register-file words per column.
+        act_rf_depth: Activation register-file words per row (area only).
+        sparse_compute: MVQ sparse array (``Q = (N/M)*d`` multipliers per ``d``-row tile).
+        vq_weights: MVQ (index, mask) weight stream and codebook register file.
+        codebook_rf_entries: Codewords the codebook RF holds (a larger ``k`` reloads per fold).
+        codebook_rf_width: Largest sub-vector length ``d`` the codebook RF holds.
+        codebook_read_ports: Codebook RF read ports (one decoded sub-vector each per cycle);
+            ``None``: ``rows // sparse_block`` (the paper's ``L/d``).
+        sparse_block: Tile height ``d`` the sparse array is built for (multipliers per tile:
+            ``sparse_n/sparse_m * sparse_block``), and the default ``d`` for area.
+        sparse_n: N of the N:M pattern the sparse array is built for.
+        sparse_m: M of the N:M pattern.
+        dense_fallback: How a dense (uncompressed) layer runs on the sparse array:
+            ``'multipass'`` streams each tile ``ceil(M/N)`` times, ``Q`` rows at a time.
+        dram_activations: Every layer reads its ifmap from and writes its ofmap to DRAM once;
+            ``False``: activations stay on chip (only the network input/output touch DRAM).
+    """
+
+    name: str = 'ws'
+    rows: int = 64
+    cols: int = 64
+    dataflow: str = 'ws'
+    ifmap_sram_kb: int = 256
+    filter_sram_kb: int = 256
+    ofmap_sram_kb: int = 128
+    weight_bits: int = 8
+    act_bits: int = 8
+    psum_bits: int = 32
+    codebook_bits: int = 8
+    clock_mhz: float = 500.0
+    weight_load_bw_bits: int | None = None
+    weight_double_buffer: bool = False
+    act_reuse: bool = False
+    psum_accumulate: bool = False
+    psum_rf_depth: int = 1024
+    act_rf_depth: int = 64
+    sparse_compute: bool = False
+    vq_weights: bool = False
+    codebook_rf_entries: int = 256
+    codebook_rf_width: int = 8
+    codebook_read_ports: int | None = None
+    sparse_block: int = 8
+    sparse_n: int = 2
+    sparse_m: int = 8
+    dense_fallback: str = 'multipass'
+    dram_activations: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f'ArrayConfig.name={self.name!r} must be a non-empty string')
+        _check_int('rows', self.rows, 1, 65536)
+        _check_int('cols', self.cols, 1, 65536)
+        if self.dataflow not in DATAFLOWS:
+            raise ValueError(f'ArrayConfig.dataflow={self.dataflow!r} must be one of '
+                             f'{DATAFLOWS}')
+        for key in ('ifmap_sram_kb', 'filter_sram_kb', 'ofmap_sram_kb'):
+            _check_int(key, getattr(self, key), 1)
+        for key in ('weight_bits', 'act_bits', 'codebook_bits'):
+            _check_int(key, getattr(self, key), 1, 32)
+        _check_int('psum_bits', self.psum_bits, 1, 64)
+        _check_pos('clock_mhz', self.clock_mhz)
+        if self.weight_load_bw_bits is not None:
+            _check_int('weight_load_bw_bits', self.weight_load_bw_bits, 1)
+        for key in ('weight_double_buffer', 'act_reuse', 'psum_accumulate', 'sparse_compute',
+                    'vq_weights', 'dram_activations'):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f'ArrayConfig.{key}={getattr(self, key)!r} must be a bool')
+        _check_int('psum_rf_depth', self.psum_rf_depth, 1)
+        _check_int('act_rf_depth', self.act_rf_depth, 1)
+        _check_int('codebook_rf_entries', self.codebook_rf_entries, 2)
+        _check_int('codebook_rf_width', self.codebook_rf_width, 1)
+        _check_int('sparse_block', self.sparse_block, 1, 1024)
+        _check_int('sparse_m', self.sparse_m, 1, self.sparse_block)
+        _check_int('sparse_n', self.sparse_n, 1, self.sparse_m)
+        if self.sparse_block % self.sparse_m:
+            raise ValueError(f'ArrayConfig.sparse_m={self.sparse_m} must divide '
+                             f'sparse_block={self.sparse_block}')
+        if (self.sparse_compute or self.vq_weights) and self.rows % self.sparse_block:
+            raise ValueError(f'ArrayConfig.rows={self.rows} must be a multiple of '
+                             f'sparse_block={self.sparse_block} (d-row tiles)')
+        if self.codebook_read_ports is not None:
+            _check_int('codebook_read_ports', self.codebook_read_ports, 1)
+        if self.dense_fallback not in DENSE_FALLBACKS:
+            raise ValueError(f'ArrayConfig.dense_fallback={self.dense_fallback!r} must be one '
+                             f'of {DENSE_FALLBACKS}')
+
+    @property
+    def read_ports(self) -> int:
+        """Codebook RF read ports (``rows // sparse_block`` unless set)."""
+        return self.codebook_read_ports or max(1, self.rows // self.sparse_block)
+
+    @property
+    def multipliers_per_tile(self) -> int:
+        """``Q = ceil(N/M * d)`` multipliers per ``d``-row tile of the sparse array."""
+        return math.ceil(self.sparse_n * self.sparse_block / self.sparse_m)
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        """Physical multipliers: ``R*C`` dense, ``(R/d)*C*Q`` on the sparse array."""
+        if self.sparse_compute:
+            return (self.rows // self.sparse_block) * self.cols * self.multipliers_per_tile
+        return self.rows * self.cols
+
+    def with_(self, **changes: Any) -> 'ArrayConfig':
+        """A copy with ``changes`` applied (validated)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready field values."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> 'ArrayConfig':
+        """Build from a dict, naming any unknown key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f'unknown ArrayConfig keys {unknown}; allowed: {sorted(known)}')
+        return cls(**values)
+
+
+#: ``ws``: SCALE-Sim 3.0.0's weight-stationary array (the dense closed form reproduces it);
+#: ``ews``: the paper's base, WS plus weight/activation/psum register files;
+#: ``mvq``: EWS plus the codebook register file and the N:M sparse array.
+PRESETS: dict[str, ArrayConfig] = {
+    'ws': ArrayConfig(name='ws'),
+    'ews': ArrayConfig(name='ews', weight_double_buffer=True, act_reuse=True,
+                       psum_accumulate=True),
+    'mvq': ArrayConfig(name='mvq', weight_double_buffer=True, act_reuse=True,
+                       psum_accumulate=True, sparse_compute=True, vq_weights=True),
+}
+
+
+def get_arch(arch: 'str | ArrayConfig | dict[str, Any]' = 'mvq', **overrides: Any) -> ArrayConfig:
+    """Resolve a preset name, a dict or an :class:`ArrayConfig`, then apply ``overrides``.
+
+    Args:
+        arch: ``'ws'``, ``'ews'``, ``'mvq'``, a dict of fields (``preset`` may name the base),
+            or a config.
+        **overrides: Field values to replace (``None`` values are ignored).
+
+    Returns:
+        The validated configuration.
+    """
+    if isinstance(arch, ArrayConfig):
+        cfg = arch
+    elif isinstance(arch, str):
+        if arch not in PRESETS:
+            raise ValueError(f'unknown arch {arch!r}; presets: {sorted(PRESETS)}')
+        cfg = PRESETS[arch]
+    elif isinstance(arch, dict):
+        values = dict(arch)
+        base = values.pop('preset', None)
+        if base is not None:
+            cfg = get_arch(base).with_(**values)
+        else:
+            cfg = ArrayConfig.from_dict(values)
+    else:
+        raise ValueError(f'arch must be a preset name, dict or ArrayConfig, got '
+                         f'{type(arch).__name__}')
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return cfg.with_(**changes) if changes else cfg

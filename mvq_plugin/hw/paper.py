@@ -1,0 +1,176 @@
+"""The paper's headline comparison (MVQ, ASPLOS 2025) reproduced with this model.
+
+``python -m mvq_plugin.hw.paper`` prints the tables of ``docs/hardware.md``: ResNet-18 at
+224x224, batch 1, a 64x64 array at 40 nm, MVQ with d = 8, k = 256, 2:8 (75% sparsity) on
+every layer but the first conv, against the base EWS accelerator and a plain WS array, with
+the gain decomposed into sparsity only / VQ weight traffic only / both, and the sensitivity to
+the assumptions that drive it. The workload is built analytically (no torch needed); a test
+checks it against the traced torchvision model.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from typing import Any
+
+from .arch import get_arch
+from .estimator import EWS_SWITCHES, ablation, cost_workload, estimate
+from .tables import load_table
+from .workload import LayerWorkload, Workload
+
+__all__ = ['resnet18_workload', 'PAPER', 'headline', 'sensitivity', 'main']
+
+#: Published figures (abstract; 6.9 TOPS/W is secondary, see DESIGN.md section 2).
+PAPER = dict(energy_efficiency=2.3, array_area_reduction=0.55, tops_per_w=6.9,
+             speedup_range=(1.2, 2.2))
+
+
+def resnet18_workload(batch: int = 1, size: int = 224) -> Workload:
+    """torchvision/timm ResNet-18's convs and FC as GEMMs (execution order)."""
+    layers = []
+
+    def conv(name, cin, cout, k, s, hin):
+        pad = k // 2
+        hout = (hin + 2 * pad - k) // s + 1
+        layers.append(LayerWorkload(name, 'conv', cin, cout, (k, k), (s, s), 1, (hin, hin),
+                                    (hout, hout), batch=batch))
+        return hout
+
+    h = conv('conv1', 3, 64, 7, 2, size)
+    h = (h + 2 - 3) // 2 + 1                       # max pool 3x3 s2 p1
+    cin = 64
+    for stage, cout in enumerate((64, 128, 256, 512), start=1):
+        for block in range(2):
+            s = 2 if stage > 1 and block == 0 else 1
+            pre = f'layer{stage}.{block}'
+            h_in = h
+            h = conv(f'{pre}.conv1', cin, cout, 3, s, h_in)
+            conv(f'{pre}.conv2', cout, cout, 3, 1, h)
+            if s != 1 or cin != cout:
+                conv(f'{pre}.downsample.0', cin, cout, 1, s, h_in)
+            cin = cout
+    layers.append(LayerWorkload('fc', 'linear', 512, 1000, (1, 1), (1, 1), 1, (1, 1),
+                                (batch, 1), batch=1))
+    return Workload('resnet18', layers, (batch, 3, size, size))
+
+
+def headline(rows: int = 64, cols: int = 64, node_nm: float = 40, batch: int = 1,
+             **overrides: Any) -> dict[str, Any]:
+    """MVQ vs EWS and vs WS on ResNet-18, decomposed.
+
+    Returns:
+        ``{'vs_ews': report, 'vs_ws': report}`` (each a compared
+        :class:`~mvq_plugin.hw.HardwareReport`).
+    """
+    wl = resnet18_workload(batch).with_compression(8, 256, 2, 8)
+    kw = dict(rows=rows, cols=cols, **overrides)
+    return {f'vs_{b}': estimate(wl, arch='mvq', baseline=b, node_nm=node_nm, **kw)
+            for b in ('ews', 'ws')}
+
+
+def sensitivity(node_nm: float = 40) -> list[tuple[str, dict[str, float]]]:
+    """MVQ-vs-EWS gains when one assumption changes (ResNet-18, 64x64)."""
+    wl = resnet18_workload().with_compression(8, 256, 2, 8)
+    tab = load_table(None, node_nm)
+    cases = [('default', {}, wl),
+             ('weight-load bandwidth B = 256 bits/cycle', dict(weight_load_bw_bits=256), wl),
+             ('weight-load bandwidth B = 128 bits/cycle', dict(weight_load_bw_bits=128), wl),
+             ('batch 8', {}, resnet18_workload(8).with_compression(8, 256, 2, 8)),
+             ('activations stay on chip (no DRAM activation traffic)',
+              dict(dram_activations=False), wl),
+             ('conv1 also compressed (no dense multipass layer)', {},
+              resnet18_workload().with_compression(8, 256, 2, 8, predicate=lambda x: True)),
+             ('codebook RF with 1 read port', dict(codebook_read_ports=1), wl)]
+    out = []
+    for label, over, work in cases:
+        target = get_arch('mvq', **over)
+        base = get_arch('ews', **over)
+        rep = cost_workload(work, target, tab)
+        ref = cost_workload(work.dense(), base, tab)
+        g = rep.gain_over(ref)
+        g['tops_per_w_system'] = rep.tops_per_w_system
+        out.append((label, g))
+    # DRAM energy at 0: the on-chip view
+    raw_dram0 = load_table(None, node_nm)
+    energy = dict(raw_dram0.energy, dram_bit=0.0)
+    tab0 = replace(raw_dram0, energy=energy)
+    rep = cost_workload(wl, get_arch('mvq'), tab0)
+    g = rep.gain_over(cost_workload(wl.dense(), get_arch('ews'), tab0))
+    g['tops_per_w_system'] = rep.tops_per_w_system
+    out.append(('no DRAM in the energy (on-chip only)', g))
+    return out
+
+
+def _md_table(rows: list[list[str]]) -> str:
+    out = ['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|' * len(rows[0])]
+    out += ['| ' + ' | '.join(r) + ' |' for r in rows[1:]]
+    return '\n'.join(out)
+
+
+def render(node_nm: float = 40) -> str:
+    """Markdown tables of the headline, its decomposition and the sensitivity."""
+    reps = headline(node_nm=node_nm)
+    parts = []
+    for key, rep in reps.items():
+        base = rep.baseline
+        rows = [['design', 'cycles', 'speed-up', 'energy (uJ)', 'energy eff.',
+                 'on-chip energy (uJ)', 'on-chip energy eff.', 'array area (mm^2)',
+                 'area reduction', 'TOPS/W on-chip', 'TOPS/W with DRAM']]
+        rows.append([f'{base.arch.name} (dense)', f'{base.cycles:,}', '1.00x',
+                     f'{base.energy_pj * 1e-6:.1f}', '1.00x', f'{base.chip_energy_pj * 1e-6:.1f}',
+                     '1.00x', f'{base.area["array"] * 1e-6:.3f}', '0%',
+                     f'{base.tops_per_w:.2f}', f'{base.tops_per_w_system:.2f}'])
+        for name, v in rep.variants.items():
+            g = v.gain_over(base)
+            rows.append([name.replace('_', ' '), f'{v.cycles:,}', f'{g["speedup"]:.2f}x',
+                         f'{v.energy_pj * 1e-6:.1f}', f'{g["energy_efficiency"]:.2f}x',
+                         f'{v.chip_energy_pj * 1e-6:.1f}', f'{g["chip_energy_efficiency"]:.2f}x',
+                         f'{v.area["array"] * 1e-6:.3f}',
+                         f'{100 * g["array_area_reduction"]:.1f}%', f'{v.tops_per_w:.2f}',
+                         f'{v.tops_per_w_system:.2f}'])
+        parts.append(f'### MVQ {key.replace("_", " ")}\n\n' + _md_table(rows))
+    rep = reps['vs_ews']
+    comp = [['component (uJ)', 'ews (dense)', 'sparsity only', 'vq only', 'both']]
+    for c in ('dram', 'sram', 'rf', 'codebook_rf', 'array', 'mac', 'mux_adder_tree'):
+        comp.append([c, f'{rep.baseline.total("energy_" + c) * 1e-6:.1f}'] +
+                    [f'{rep.variants[v].total("energy_" + c) * 1e-6:.1f}'
+                     for v in ('sparsity_only', 'vq_only', 'both')])
+    parts.append('### Energy by component, MVQ vs EWS\n\n' + _md_table(comp))
+    area = [['area (mm^2)', 'ews', 'sparsity only', 'vq only', 'both']]
+    for c in ('pe_array', 'codebook_rf', 'array', 'act_rf', 'psum_rf', 'sram', 'total'):
+        area.append([c, f'{rep.baseline.area[c] * 1e-6:.3f}'] +
+                    [f'{rep.variants[v].area[c] * 1e-6:.3f}'
+                     for v in ('sparsity_only', 'vq_only', 'both')])
+    parts.append('### Area by component\n\n' + _md_table(area))
+    abl = ablation(resnet18_workload(), 'ws', EWS_SWITCHES, node_nm=node_nm)
+    base = abl['base']
+    rows = [['WS + switch (dense ResNet-18)', 'cycles', 'speed-up', 'energy eff.',
+             'on-chip energy eff.']]
+    for k, r in abl.items():
+        g = r.gain_over(base)
+        rows.append([k, f'{r.cycles:,}', f'{g["speedup"]:.2f}x',
+                     f'{g["energy_efficiency"]:.2f}x', f'{g["chip_energy_efficiency"]:.2f}x'])
+    parts.append('### What EWS adds to plain WS, one switch at a time\n\n' + _md_table(rows))
+    rows = [['assumption changed (MVQ vs EWS)', 'speed-up', 'energy eff.', 'on-chip energy eff.',
+             'area reduction', 'TOPS/W on-chip', 'TOPS/W with DRAM']]
+    for label, g in sensitivity(node_nm):
+        rows.append([label, f'{g["speedup"]:.2f}x', f'{g["energy_efficiency"]:.2f}x',
+                     f'{g["chip_energy_efficiency"]:.2f}x',
+                     f'{100 * g["array_area_reduction"]:.1f}%', f'{g["tops_per_w"]:.2f}',
+                     f'{g["tops_per_w_system"]:.2f}'])
+    parts.append('### Sensitivity\n\n' + _md_table(rows))
+    return '\n\n'.join(parts) + '\n'
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the Markdown tables (``--node`` selects the technology node)."""
+    parser = argparse.ArgumentParser(description='MVQ paper headline on the hw model')
+    parser.add_argument('--node', type=float, default=40)
+    args = parser.parse_args(argv)
+    sys.stdout.write(render(args.node))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Reports: totals, scalars, files (JSON/CSV/MD/PNG), decomposition, tables, CLI."""
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mvq_plugin import hw
+from mvq_plugin.hw import LayerWorkload, Workload
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def small_workload():
+    layers = [LayerWorkload('conv1', 'conv', 3, 16, (3, 3), (1, 1), 1, (16, 16), (16, 16)),
+              LayerWorkload('conv2', 'conv', 16, 32, (3, 3), (2, 2), 1, (16, 16), (8, 8)),
+              LayerWorkload('fc', 'linear', 32, 10, (1, 1), (1, 1), 1, (1, 1), (1, 1))]
+    return Workload('small', layers, (1, 3, 16, 16)).with_compression(8, 16, 2, 8)
+
+
+def test_decomposition_and_scalars():
+    rep = hw.estimate(small_workload(), arch='mvq', baseline='ews', rows=16, cols=16)
+    gains = rep.gains()
+    assert set(gains) == {'sparsity_only', 'vq_only', 'both', 'total'}
+    assert gains['both'] == gains['total']
+    assert rep.variants['both'] is rep
+    assert not rep.variants['vq_only'].arch.sparse_compute
+    assert not rep.variants['sparsity_only'].arch.vq_weights
+    # the baseline runs the dense network
+    assert rep.baseline.total('macs') == rep.total('dense_macs')
+    assert rep.total('macs') < rep.total('dense_macs')
+    s = rep.scalars()
+    assert s['hw/energy_efficiency'] == pytest.approx(rep.baseline.energy_pj / rep.energy_pj)
+    assert s['hw/array_area_reduction'] == pytest.approx(
+        1 - rep.area['array'] / rep.baseline.area['array'])
+    assert s['hw/tops_per_w'] == pytest.approx(rep.ops / rep.chip_energy_pj)
+    assert s['hw/cycles'] == rep.cycles
+
+
+def test_write_all_formats(tmp_path):
+    pytest.importorskip('matplotlib')
+    rep = hw.estimate(small_workload(), arch='mvq', baseline='ews', rows=16, cols=16)
+    paths = rep.write(tmp_path)
+    assert set(paths) == {'json', 'csv', 'md', 'png'}
+    doc = json.loads(paths['json'].read_text())
+    assert doc['totals']['cycles'] == rep.cycles and len(doc['layers']) == 3
+    assert set(doc['gains']) == {'sparsity_only', 'vq_only', 'both', 'total'}
+    rows = list(csv.DictReader(paths['csv'].open()))
+    assert [r['Layer name'] for r in rows] == ['conv1', 'conv2', 'fc']
+    assert int(rows[1]['Total Cycles']) == rep.layers['cycles'][1]
+    assert 'SRAM IFMAP Reads' in rows[0] and 'Overall Util %' in rows[0]
+    assert '## Gain, decomposed' in paths['md'].read_text()
+    assert (tmp_path / 'hw_report_cycles.png').stat().st_size > 1000
+    assert (tmp_path / 'hw_report_energy.png').stat().st_size > 1000
+    with pytest.raises(ValueError, match="unknown report formats \\['pdf'\\]"):
+        rep.write(tmp_path, formats=['pdf'])
+
+
+def test_table_text_lists_layers_and_totals():
+    rep = hw.estimate(small_workload(), arch='ws')
+    text = rep.table_text()
+    assert 'conv2' in text and 'TOPS/W (on-chip)' in text
+    assert rep.gains() == {}
+
+
+def test_custom_table_and_node(tmp_path):
+    import yaml
+    raw = yaml.safe_load(hw.DEFAULT_TABLE.read_text())
+    t45 = hw.load_table(raw, node_nm=45)
+    t40 = hw.load_table(raw, node_nm=40)
+    assert t45.energy['mult_int8'] == pytest.approx(0.2)
+    assert t40.energy['mult_int8'] == pytest.approx(0.2 * 40 / 45)
+    assert t40.area['mult_int8'] == pytest.approx(282 * (40 / 45) ** 2)
+    assert t40.energy['dram_bit'] == pytest.approx(20.3)       # off chip: not scaled
+    assert t45.sram_bit_energy(32) == pytest.approx(0.3125)
+    assert t45.sram_bit_energy(16) == pytest.approx((0.15625 * 0.3125) ** 0.5)
+    raw['energy']['dram_bit']['value'] = 0.0
+    path = tmp_path / 't.yaml'
+    path.write_text(yaml.safe_dump(raw))
+    rep = hw.estimate(small_workload(), arch='ews', table=str(path))
+    assert rep.total('energy_dram') == 0
+    raw['energy']['mult_int8'] = -1
+    with pytest.raises(ValueError, match=r'energy.mult_int8=-1'):
+        hw.load_table(raw)
+    del raw['energy']['mult_int8']
+    with pytest.raises(ValueError, match="missing 'mult_int8'"):
+        hw.load_table(raw)
+
+
+def _cli():
+    spec = importlib.util.spec_from_file_location('hw_report_cli',
+                                                  ROOT / 'tools' / 'hw_report.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_topology(tmp_path, capsys):
+    cli = _cli()
+    topo = tmp_path / 'net.csv'
+    hw.write_topology(small_workload().layers[:2], topo)
+    assert cli.main(['--topology', str(topo), '--arch', 'ws', '--rows', '8', '--cols', '8',
+                     '--format', 'csv']) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert len(rows) == 2
+    assert int(rows[0]['Total Cycles']) == int(hw.ws_cycles(27, 16, 256, 8, 8))
+    assert cli.main(['--topology', str(topo), '--format', 'json']) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc['arch']['name'] == 'mvq' and doc['baseline']['arch']['name'] == 'ews'
+    assert doc['totals']['macs'] < doc['totals']['dense_macs']
+    out = tmp_path / 'r.md'
+    assert cli.main(['--topology', str(topo), '--format', 'md', '--baseline', 'none',
+                     '--output', str(out)]) == 0
+    assert out.read_text().startswith('# Hardware report: net on mvq')
+    assert cli.main(['--config', 'x.py']) == 2
+
+
+@pytest.mark.slow
+def test_cli_timm(tmp_path):
+    pytest.importorskip('timm')
+    pytest.importorskip('matplotlib')
+    out = subprocess.run([sys.executable, str(ROOT / 'tools' / 'hw_report.py'), '--timm',
+                          'resnet18', '--format', 'md', '--plot', str(tmp_path)],
+                         capture_output=True, text=True, check=True)
+    assert '| layer4.1.conv2 |' in out.stdout and 'Gain, decomposed' in out.stdout
+    assert (tmp_path / 'hw_report_energy.png').exists()

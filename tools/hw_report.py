@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Hardware-cost report of a network on the analytical WS / EWS / MVQ accelerator model.
+
+Examples::
+
+    # timm model (random init, nothing downloaded), MVQ array vs the base EWS accelerator
+    python tools/hw_report.py --timm resnet18 --arch mvq --baseline ews
+    # SCALE-Sim topology file on a 32x32 plain WS array, as CSV
+    python tools/hw_report.py --topology net.csv --arch ws --rows 32 --cols 32 --format csv
+    # Markdown plus PNG plots
+    python tools/hw_report.py --timm resnet50 --format md --plot work_dirs/hw
+
+A dense network costed on an architecture with the sparse array or the VQ weight stream
+(``mvq``) is first planned with ``--block-size/--codewords/--nm`` (``mvq_plugin.plan``, the
+paper's settings by default); ``--no-plan`` costs it dense. (``--config`` for OpenMMLab
+configs is not available yet.)
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+logger = logging.getLogger('mvq_plugin')
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split('\n', 2)[2])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument('--timm', metavar='NAME', help='timm model name (pretrained=False)')
+    src.add_argument('--topology', metavar='CSV', help='SCALE-Sim topology CSV')
+    src.add_argument('--config', metavar='PY', help='OpenMMLab config (not available yet)')
+    p.add_argument('--arch', default='mvq', help='ws | ews | mvq (default: mvq)')
+    p.add_argument('--baseline', default=None,
+                   help='architecture the dense network is compared on (e.g. ews); '
+                        "'none' for no comparison (default: ews when --arch is mvq)")
+    p.add_argument('--rows', type=int, default=None, help='array rows (default 64)')
+    p.add_argument('--cols', type=int, default=None, help='array columns (default 64)')
+    p.add_argument('--weight-bw', type=int, default=None,
+                   help='weight-load bandwidth B in bits/cycle (default: one row per cycle)')
+    p.add_argument('--clock-mhz', type=float, default=None, help='clock (default 500 MHz)')
+    p.add_argument('--node', type=float, default=None, help='technology node in nm (default 40)')
+    p.add_argument('--table', default=None, help='energy/area YAML table (default built-in)')
+    p.add_argument('--input-shape', type=int, nargs='+', default=[1, 3, 224, 224],
+                   metavar='N', help='input shape for --timm (default 1 3 224 224)')
+    p.add_argument('--block-size', type=int, default=8, help='MVQ d for planning (default 8)')
+    p.add_argument('--codewords', type=int, default=256, help='MVQ k for planning (default 256)')
+    p.add_argument('--nm', default='2:8', help='MVQ N:M for planning (default 2:8)')
+    p.add_argument('--no-plan', action='store_true', help='cost the network dense')
+    p.add_argument('--format', default='table', choices=('table', 'csv', 'json', 'md'))
+    p.add_argument('--output', default=None, help='write the report here instead of stdout')
+    p.add_argument('--plot', metavar='DIR', default=None, help='write PNG plots into DIR')
+    p.add_argument('--max-layers', type=int, default=None, help='rows in the text table')
+    p.add_argument('-v', '--verbose', action='store_true')
+    return p.parse_args(argv)
+
+
+def build_workload(args: argparse.Namespace, needs_plan: bool):
+    """The workload from --timm or --topology, planned for MVQ when the arch needs it."""
+    from mvq_plugin import hw
+    n, m = (int(v) for v in args.nm.split(':'))
+    if args.topology:
+        workload = hw.read_topology(args.topology, block_size=args.block_size,
+                                    num_codewords=args.codewords)
+        if needs_plan and not any(lay.compressed for lay in workload):
+            workload = workload.with_compression(args.block_size, args.codewords, n, m)
+        return workload
+    import timm
+
+    import mvq_plugin as mvq
+    model = timm.create_model(args.timm, pretrained=False)
+    plan = None
+    if needs_plan:
+        cfg = mvq.MVQConfig(block_size=args.block_size, num_codewords=args.codewords, n=n, m=m)
+        plan = mvq.plan(model, cfg)
+        logger.info('planned %d of %d layers for MVQ', len(plan.compressed), len(plan))
+    return hw.extract_workload(model, tuple(args.input_shape), plan=plan, name=args.timm)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format='%(message)s')
+    if args.config:
+        print('error: --config (OpenMMLab configs) is not available yet; use --timm or '
+              '--topology', file=sys.stderr)
+        return 2
+    from mvq_plugin import hw
+    arch = hw.get_arch(args.arch, rows=args.rows, cols=args.cols,
+                       weight_load_bw_bits=args.weight_bw, clock_mhz=args.clock_mhz)
+    baseline = args.baseline
+    if baseline is None:
+        baseline = 'ews' if (arch.sparse_compute or arch.vq_weights) else 'none'
+    baseline = None if baseline.lower() == 'none' else baseline
+    needs_plan = (arch.sparse_compute or arch.vq_weights) and not args.no_plan
+    workload = build_workload(args, needs_plan)
+    overrides = dict(rows=args.rows, cols=args.cols, weight_load_bw_bits=args.weight_bw,
+                     clock_mhz=args.clock_mhz)
+    report = hw.estimate(workload, arch=args.arch, baseline=baseline, table=args.table,
+                         node_nm=args.node, **overrides)
+    text = {'table': lambda: report.table_text(args.max_layers) + '\n',
+            'csv': report.to_csv, 'json': lambda: report.to_json() + '\n',
+            'md': report.to_markdown}[args.format]()
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    if args.plot:
+        from mvq_plugin.hw.plots import plot_report
+        Path(args.plot).mkdir(parents=True, exist_ok=True)
+        for path in plot_report(report, args.plot):
+            logger.info('wrote %s', path)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
