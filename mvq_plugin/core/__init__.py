@@ -8,7 +8,9 @@ from .config import LayerConfig, MVQConfig
 from .importance import IMPORTANCE, get_importance
 from .kmeans import KMeansResult, masked_kmeans, masked_sse
 from .nm import decode_mask, encode_mask, mask_code_bits, nm_mask
-from .parametrize import MVQWeight, fake_quant_int8
+from .parametrize import (STAGE_CLUSTERED, STAGE_DENSE, STAGE_PRUNED, MVQWeight,
+                          fake_quant_int8)
+from .staged import cluster_prepared, layer_stages, pending_layers, prepare, prune_prepared
 
 __all__ = [
     'MVQConfig', 'LayerConfig', 'plan', 'Plan', 'LayerPlan', 'compress', 'CompressionReport',
@@ -16,5 +18,6 @@ __all__ = [
     'set_codebook_quant', 'compression_stats', 'CompressionStats', 'layer_bits', 'LayerBits',
     'masked_kmeans', 'masked_sse', 'KMeansResult', 'nm_mask', 'encode_mask', 'decode_mask',
     'mask_code_bits', 'to_subvectors', 'from_subvectors', 'MVQWeight', 'fake_quant_int8',
-    'IMPORTANCE', 'get_importance',
+    'IMPORTANCE', 'get_importance', 'prepare', 'prune_prepared', 'cluster_prepared',
+    'pending_layers', 'layer_stages', 'STAGE_DENSE', 'STAGE_PRUNED', 'STAGE_CLUSTERED',
 ]

@@ -334,6 +334,7 @@ def compress(model: nn.Module, cfg: MVQConfig,
         seconds = time.perf_counter() - start
         logger.info('[%d/%d] %s %s: rel.err %.4f, %d iters, %.2fs', i + 1, len(todo), lp.name,
                     'x'.join(map(str, lp.weight_shape)), err, iters, seconds)
+        q.layer_config = lp.config
         built.append((module, q))
         report.layers.append(LayerReport(lp.name, sse, err, iters, seconds, lp.bits, objective))
     for module, q in built:

@@ -23,7 +23,13 @@ from torch import nn
 
 from .blocking import from_subvectors
 
-__all__ = ['MVQWeight', 'fake_quant_int8', 'int8_scale']
+__all__ = ['MVQWeight', 'fake_quant_int8', 'int8_scale', 'STAGE_DENSE', 'STAGE_PRUNED',
+           'STAGE_CLUSTERED']
+
+#: Stages of an MVQ weight (the ``stage`` buffer): the frozen dense weight passes through
+#: (structure prepared, nothing computed yet), the N:M-masked dense weight (sparse
+#: fine-tuning), or ``mask * codebook[assignments]``.
+STAGE_DENSE, STAGE_PRUNED, STAGE_CLUSTERED = 0, 1, 2
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -90,11 +96,17 @@ class MVQWeight(nn.Module):
             straight-through estimator, so the model computes what its artifact stores.
         scale: Buffer holding a fixed int8 scale (NaN: derived from the codebook on every
             pass). Loading an int8 artifact fixes it, so the loaded model is bit-exact.
+        stage: Buffer, :data:`STAGE_CLUSTERED` unless built by
+            :func:`~mvq_plugin.core.staged.prepare`, which starts at :data:`STAGE_DENSE` so
+            that training frameworks see the codebook before clustering has run.
+        layer_config: The resolved :class:`~mvq_plugin.core.config.LayerConfig` (set by
+            ``compress``/``prepare``; ``None`` when rebuilt from an artifact).
     """
 
     def __init__(self, codebook: torch.Tensor, assignments: torch.Tensor, mask: torch.Tensor,
                  weight_shape: tuple[int, ...], vector_axis: str = 'in_channel', *, n: int,
-                 m: int, method: str = 'mvq', codebook_bits: int = 8) -> None:
+                 m: int, method: str = 'mvq', codebook_bits: int = 8,
+                 stage: int = STAGE_CLUSTERED) -> None:
         super().__init__()
         k, d = codebook.shape
         if mask.shape != (assignments.numel(), d):
@@ -115,7 +127,9 @@ class MVQWeight(nn.Module):
         self.method = method
         self.codebook_bits = int(codebook_bits)
         self.register_buffer('scale', torch.tensor(float('nan')))
+        self.register_buffer('stage', torch.tensor(int(stage), dtype=torch.uint8))
         self.quantize = False
+        self.layer_config = None
 
     @property
     def block_size(self) -> int:
@@ -142,8 +156,14 @@ class MVQWeight(nn.Module):
             original: The frozen dense weight (unused; shape and dtype reference only).
 
         Returns:
-            Weight of ``weight_shape`` with pruned positions exactly 0.
+            Weight of ``weight_shape`` with pruned positions exactly 0 (``original`` itself,
+            or masked, before clustering; see :attr:`stage`).
         """
+        stage = int(self.stage)
+        if stage == STAGE_DENSE:
+            return original
+        if stage == STAGE_PRUNED:
+            return original * from_subvectors(self.mask, self.weight_shape, self.vector_axis)
         vectors = self.effective_codebook()[self.assignments] * self.mask
         weight = from_subvectors(vectors, self.weight_shape, self.vector_axis)
         return weight.to(original.dtype)
@@ -151,4 +171,5 @@ class MVQWeight(nn.Module):
     def extra_repr(self) -> str:
         return (f'k={self.num_codewords}, d={self.block_size}, N:M={self.n}:{self.m}, '
                 f'method={self.method}, axis={self.vector_axis}, '
-                f'subvectors={self.assignments.numel()}, quantize={self.quantize}')
+                f'subvectors={self.assignments.numel()}, stage={int(self.stage)}, '
+                f'quantize={self.quantize}')

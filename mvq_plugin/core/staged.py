@@ -1,0 +1,184 @@
+"""Staged compression for training frameworks: structure first, clustering later.
+
+Frameworks such as mmengine build the optimizer and the DDP wrapper before any hook runs, so
+the codebooks must exist as parameters when the model is built, while the clustering must
+run later, on the dense weights loaded from a checkpoint. The three steps:
+
+1. :func:`prepare` attaches an :class:`~mvq_plugin.core.parametrize.MVQWeight` to every
+   planned layer in :data:`STAGE_DENSE`: the frozen dense weight passes through unchanged and
+   the codebook, assignments and mask are placeholders of their final shapes.
+2. :func:`prune_prepared` (optional) computes the N:M masks from the current dense weights
+   (:data:`STAGE_PRUNED`: the layer computes ``original * mask``, for sparse fine-tuning).
+3. :func:`cluster_prepared` clusters each layer's (masked) dense weight and writes codebook,
+   assignments and mask *in place* (:data:`STAGE_CLUSTERED`), so optimizer state and DDP
+   registrations stay valid.
+
+The stage is a buffer, so checkpoints carry it: a resumed or tested model never re-clusters.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .accounting import layer_bits
+from .blocking import to_subvectors
+from .compress import (CompressionReport, LayerReport, Plan, ProgressFn, _cluster_layer, plan,
+                       quantized_layers)
+from .config import MVQConfig
+from .importance import get_importance
+from .nm import nm_mask
+from .parametrize import STAGE_CLUSTERED, STAGE_DENSE, STAGE_PRUNED, MVQWeight
+
+__all__ = ['prepare', 'prune_prepared', 'cluster_prepared', 'pending_layers', 'layer_stages']
+
+logger = logging.getLogger('mvq_plugin')
+
+
+def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False) -> Plan:
+    """Attaches placeholder MVQ weights (:data:`STAGE_DENSE`) to every planned layer.
+
+    The model computes exactly what it computed before; ``model.parameters()`` now include
+    each layer's ``(k, d)`` codebook.
+
+    Args:
+        model: Module to prepare, in place.
+        cfg: Settings.
+        train_dense: Keep the dense originals trainable (for sparse fine-tuning before
+            clustering); otherwise they are frozen.
+
+    Returns:
+        The :class:`~mvq_plugin.core.compress.Plan` that was applied.
+    """
+    the_plan = plan(model, cfg)
+    for lp in the_plan.compressed:
+        module = model.get_submodule(lp.name)
+        lcfg = lp.config
+        d, count = lcfg.block_size, lp.num_subvectors
+        weight = module.weight
+        q = MVQWeight(torch.zeros(lcfg.num_codewords, d, device=weight.device),
+                      torch.zeros(count, dtype=torch.long, device=weight.device),
+                      torch.ones(count, d, dtype=torch.bool, device=weight.device),
+                      lp.weight_shape, lcfg.vector_axis,
+                      n=lcfg.n if lcfg.prunes else lcfg.m, m=lcfg.m, method=lcfg.method,
+                      codebook_bits=lcfg.codebook_bits, stage=STAGE_DENSE)
+        q.layer_config = lcfg
+        parametrize.register_parametrization(module, 'weight', q)
+        module.parametrizations.weight.original.requires_grad_(train_dense)
+    return the_plan
+
+
+def layer_stages(model: nn.Module) -> dict[str, int]:
+    """``{layer_name: stage}`` of every MVQ layer."""
+    return {name: int(q.stage) for name, q in quantized_layers(model).items()}
+
+
+def pending_layers(model: nn.Module) -> list[str]:
+    """Names of MVQ layers not clustered yet."""
+    return [name for name, stage in layer_stages(model).items() if stage != STAGE_CLUSTERED]
+
+
+def _original(model: nn.Module, name: str) -> torch.Tensor:
+    return model.get_submodule(name).parametrizations.weight.original
+
+
+def _config_of(name: str, q: MVQWeight):
+    if q.layer_config is None:
+        raise ValueError(f'layer {name!r} has no layer_config: it was not built by prepare()')
+    return q.layer_config
+
+
+def prune_prepared(model: nn.Module, names: Iterable[str] | None = None) -> list[str]:
+    """N:M-prunes the dense weights of prepared layers (:data:`STAGE_DENSE` -> ``PRUNED``).
+
+    Only magnitude-style importances that need no gradient are supported here.
+
+    Args:
+        model: A model after :func:`prepare`.
+        names: Layers to prune (default: every layer still in :data:`STAGE_DENSE`).
+
+    Returns:
+        The names of the layers pruned.
+    """
+    layers = quantized_layers(model)
+    names = [n for n, q in layers.items() if int(q.stage) == STAGE_DENSE] if names is None \
+        else list(names)
+    for name in names:
+        q = layers[name]
+        lcfg = _config_of(name, q)
+        if lcfg.prunes:
+            vectors = to_subvectors(_original(model, name).detach(), lcfg.block_size,
+                                    lcfg.vector_axis).float()
+            mask = nm_mask(get_importance(lcfg.importance)(vectors, None), lcfg.n, lcfg.m)
+            q.mask.copy_(mask)
+        q.stage.fill_(STAGE_PRUNED)
+    return names
+
+
+@torch.no_grad()
+def cluster_prepared(model: nn.Module, names: Iterable[str] | None = None, *, seed: int = 0,
+                     backend: str = 'auto', progress: ProgressFn | None = None
+                     ) -> CompressionReport:
+    """Clusters prepared layers in place (-> :data:`STAGE_CLUSTERED`).
+
+    A layer in :data:`STAGE_PRUNED` keeps its mask; one in :data:`STAGE_DENSE` is pruned
+    first. Layer ``i`` of the model's MVQ layers uses seed ``seed + i`` (the same seeds
+    :func:`~mvq_plugin.core.compress.compress` uses), whichever subset is clustered, so
+    layers may be split across processes and still match a single-process run.
+
+    Args:
+        model: A model after :func:`prepare`.
+        names: Layers to cluster (default: every pending layer).
+        seed: Base seed.
+        backend: k-means search backend.
+        progress: Optional ``progress(i, total, name)`` before each layer.
+
+    Returns:
+        A :class:`~mvq_plugin.core.compress.CompressionReport` (its plan is empty).
+    """
+    layers = quantized_layers(model)
+    index = {n: i for i, n in enumerate(layers)}
+    names = pending_layers(model) if names is None else list(names)
+    report = CompressionReport(Plan())
+    for j, name in enumerate(names):
+        if progress is not None:
+            progress(j, len(names), name)
+        q = layers[name]
+        lcfg = _config_of(name, q)
+        if int(q.stage) == STAGE_PRUNED:
+            mask_importance = _keep_mask(q.mask)
+        else:
+            mask_importance = get_importance(lcfg.importance)
+        start = time.perf_counter()
+        weight = _original(model, name)
+        built, sse, err, iters, objective = _cluster_layer(
+            weight, None, lcfg, mask_importance, seed + index[name], backend)
+        q.codebook.copy_(built.codebook)
+        q.assignments.copy_(built.assignments)
+        q.mask.copy_(built.mask)
+        q.stage.fill_(STAGE_CLUSTERED)
+        seconds = time.perf_counter() - start
+        logger.info('[%d/%d] %s: rel.err %.4f, %d iters, %.2fs', j + 1, len(names), name, err,
+                    iters, seconds)
+        report.layers.append(LayerReport(name, sse, err, iters, seconds,
+                                         _bits(q), objective))
+    if progress is not None:
+        progress(len(names), len(names), '')
+    return report
+
+
+def _keep_mask(mask: torch.Tensor):
+    """An importance that reproduces an existing mask (kept positions score 1)."""
+    def importance(vectors: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
+        return mask.to(vectors.dtype)
+    return importance
+
+
+def _bits(q: MVQWeight) -> int:
+    lcfg = q.layer_config
+    return layer_bits(q.assignments.numel() * q.block_size, q.block_size, q.num_codewords,
+                      q.n, q.m, q.codebook_bits, prunes=lcfg.prunes).total
