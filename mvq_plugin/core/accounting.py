@@ -9,7 +9,10 @@ N:M mask::
          + (32 if q_c == 8 else 0)                  # the fp32 int8 scale
 
 Every other parameter costs 32 bits. ``CR = 32 * total_params / bits``. BN running
-statistics (buffers) are not counted, as in PQF/BGD.
+statistics (buffers) are not counted, as in PQF/BGD; they are reported apart
+(``bits_buffers``: 32 bits per floating-point element, the native width otherwise, which is
+what the ``.mvq`` artifact stores), so that ``(bits + bits_buffers) / 8`` is the artifact's
+size without its header (up to rounding each packed section to whole bytes).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import torch
 from torch import nn
 
 from .nm import mask_code_bits
+from .parametrize import MVQWeight
 
 __all__ = ['LayerBits', 'layer_bits', 'CompressionStats', 'compression_stats']
 
@@ -76,6 +80,11 @@ class CompressionStats:
         macs_dense_torch_pruning: ``torch_pruning.utils.count_ops_and_params`` of the dense
             model, as a cross-check (counts all layers it knows, e.g. also BN).
         layers: Per compressed layer ``{name: {...}}``.
+        buffer_elements: Elements of the persistent buffers (BN running statistics...),
+            without the MVQ layers' own buffers.
+        bits_buffers: Their storage bits (not part of :attr:`bits` nor of the ratio).
+        artifact_bytes: Size on disk of the model's ``.mvq`` artifact, when one was given.
+        artifact_header_bytes: Of which preamble and header.
     """
 
     bits_indices: int = 0
@@ -90,6 +99,10 @@ class CompressionStats:
     macs_effective: int | None = None
     macs_dense_torch_pruning: int | None = None
     layers: dict[str, dict] = field(default_factory=dict)
+    buffer_elements: int = 0
+    bits_buffers: int = 0
+    artifact_bytes: int | None = None
+    artifact_header_bytes: int | None = None
 
     @property
     def bits(self) -> int:
@@ -102,6 +115,11 @@ class CompressionStats:
         return self.bits / 8
 
     @property
+    def stored_bytes(self) -> float:
+        """``(bits + bits_buffers) / 8``: what the artifact must hold besides its header."""
+        return (self.bits + self.bits_buffers) / 8
+
+    @property
     def compression_ratio(self) -> float:
         """``32 * params_total / bits``."""
         return 32 * self.params_total / self.bits if self.bits else float('nan')
@@ -109,7 +127,8 @@ class CompressionStats:
     def to_dict(self) -> dict:
         """Plain dict including the derived totals."""
         out = asdict(self)
-        out.update(bits=self.bits, bytes=self.bytes, compression_ratio=self.compression_ratio)
+        out.update(bits=self.bits, bytes=self.bytes, stored_bytes=self.stored_bytes,
+                   compression_ratio=self.compression_ratio)
         return out
 
     def __str__(self) -> str:
@@ -121,7 +140,16 @@ class CompressionStats:
             f' + masks {self.bits_masks:,} + codebooks {self.bits_codebooks:,}'
             f' + uncompressed {self.bits_uncompressed:,}',
             f'compression ratio : {self.compression_ratio:.2f}x vs fp32',
+            f'buffers           : {self.buffer_elements:,} elements, {self.bits_buffers:,} bits '
+            f'(BN statistics etc.; not in the ratio)',
         ]
+        if self.artifact_bytes is not None:
+            header = self.artifact_header_bytes or 0
+            body = self.artifact_bytes - header
+            lines.append(
+                f'on disk           : {self.artifact_bytes:,} bytes = header {header:,} + '
+                f'{body:,} vs accounted (bits + buffers) / 8 = {self.stored_bytes:,.0f} '
+                f'({(body / self.stored_bytes - 1) if self.stored_bytes else 0:+.3%})')
         if self.macs_dense:
             lines.append(f'MACs              : dense {self.macs_dense:,}, effective '
                          f'{self.macs_effective:,} ({self.macs_effective / self.macs_dense:.1%})')
@@ -158,7 +186,7 @@ def _count_macs(model: nn.Module, example_inputs) -> dict[str, int]:
 
 
 def compression_stats(model: nn.Module, example_inputs=None,
-                      torch_pruning_check: bool = False) -> CompressionStats:
+                      torch_pruning_check: bool = False, artifact=None) -> CompressionStats:
     """Bits, bytes, compression ratio and MACs of a (compressed) model.
 
     Args:
@@ -166,6 +194,9 @@ def compression_stats(model: nn.Module, example_inputs=None,
         example_inputs: Optional input (tensor or tuple) for MAC counting.
         torch_pruning_check: Also count dense MACs with torch-pruning's
             ``count_ops_and_params`` on a dense copy (slower; a cross-check).
+        artifact: The :class:`~mvq_plugin.io.artifact.ArtifactInfo` of the model's ``.mvq``
+            file (what :func:`mvq_plugin.save`/``load`` return), to report its bytes on disk
+            next to the accounted bits.
 
     Returns:
         A :class:`CompressionStats`.
@@ -196,6 +227,20 @@ def compression_stats(model: nn.Module, example_inputs=None,
         seen.add(id(p))
         stats.params_uncompressed += p.numel()
     stats.bits_uncompressed = 32 * stats.params_uncompressed
+    seen_buffers = set()
+    for module in model.modules():
+        if isinstance(module, MVQWeight):
+            continue
+        for bname, b in module._buffers.items():
+            if b is None or bname in module._non_persistent_buffers_set or id(b) in seen_buffers:
+                continue
+            seen_buffers.add(id(b))
+            stats.buffer_elements += b.numel()
+            stats.bits_buffers += b.numel() * (32 if b.is_floating_point()
+                                               else 8 * b.element_size())
+    if artifact is not None:
+        stats.artifact_bytes = int(artifact.total_bytes)
+        stats.artifact_header_bytes = int(artifact.header_bytes)
     stats.params_total = stats.params_compressed + stats.params_uncompressed
     stats.num_compressed_layers = len(quantized)
     if example_inputs is not None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -27,9 +28,13 @@ from .parametrize import MVQWeight
 
 __all__ = ['LayerPlan', 'Plan', 'plan', 'compress', 'CompressionReport', 'LayerReport',
            'quantized_layers', 'to_dense', 'codebook_param_groups', 'set_codebook_quant',
-           'is_compressed']
+           'is_compressed', 'register_layer_type', 'attach_mvq_weight', 'CONFIG_ATTR']
 
 logger = logging.getLogger('mvq_plugin')
+
+#: Attribute under which :func:`compress` leaves its :class:`MVQConfig` on the model (the
+#: artifact stores it; :func:`mvq_plugin.load` puts it back).
+CONFIG_ATTR = 'mvq_config'
 
 #: ``progress(index, total, layer_name)``, called before each layer is clustered.
 ProgressFn = Callable[[int, int, str], None]
@@ -132,25 +137,73 @@ def is_compressed(module: nn.Module) -> bool:
             and any(isinstance(p, MVQWeight) for p in module.parametrizations.weight))
 
 
+#: ``check(module, layer_config) -> reason | None`` of a registered layer type.
+LayerCheck = Callable[[nn.Module, LayerConfig], 'str | None']
+
+#: Layer types beyond ``Conv2d``/``Linear`` that :func:`plan` may compress.
+_LAYER_TYPES: dict[type, LayerCheck] = {}
+
+
+def register_layer_type(cls: type, check: LayerCheck) -> None:
+    """Lets :func:`plan` compress a module type that is not an ``nn.Conv2d``/``nn.Linear``.
+
+    The module must keep its weight as its own ``weight`` Parameter, laid out so that
+    :func:`~mvq_plugin.core.blocking.to_subvectors` (a plain ``reshape(-1, d)`` for a weight
+    that is not 4-D) cuts the sub-vectors the chosen ``vector_axis`` promises. ``check`` says
+    why one instance cannot be compressed with its resolved settings (``None``: it can); it
+    replaces the conv checks (depthwise, blocking), while exclusion, the first conv,
+    ``min_params`` and the codeword count still apply. Integrations register their
+    framework's layers this way (e.g. timm's ``CondConv2d``).
+
+    Args:
+        cls: The module class (subclasses match too).
+        check: ``check(module, layer_config) -> reason | None``.
+    """
+    _LAYER_TYPES[cls] = check
+
+
+def _layer_check(module: nn.Module) -> LayerCheck | None:
+    for cls in type(module).__mro__:
+        if cls in _LAYER_TYPES:
+            return _LAYER_TYPES[cls]
+    return None
+
+
+def _has_matrix_weight(module: nn.Module) -> bool:
+    """Whether a module of another type holds a >= 2-D ``weight`` of its own."""
+    if parametrize.is_parametrized(module, 'weight'):
+        return True
+    weight = module._parameters.get('weight')
+    return weight is not None and weight.dim() >= 2
+
+
 def _candidates(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
+    # Conv/linear layers, plus any other module owning a weight matrix (listed as
+    # unsupported unless registered), so that nothing is skipped silently.
     for name, module in model.named_modules():
-        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)) or _has_matrix_weight(module):
             yield name, module
 
 
 def _skip_reason(name: str, module: nn.Module, cfg: MVQConfig, lcfg: LayerConfig,
-                 first_conv: str | None) -> str | None:
+                 first_convs: Collection[str]) -> str | None:
     if is_compressed(module):
         return 'already compressed'
-    if not isinstance(module, (nn.Conv2d, nn.Linear)) or getattr(module, 'transposed', False):
+    check = _layer_check(module)
+    if check is None and (not isinstance(module, (nn.Conv2d, nn.Linear))
+                          or getattr(module, 'transposed', False)):
         return f'unsupported layer type {type(module).__name__} (only Conv2d and Linear)'
     pattern = cfg.excluded(name)
     if pattern is not None:
         return f'excluded by pattern {pattern!r}'
-    if cfg.skip_first_conv and name == first_conv:
+    if cfg.skip_first_conv and name in first_convs:
         return 'first conv (skip_first_conv)'
     shape = tuple(module.weight.shape)
-    if isinstance(module, nn.Conv2d) and module.groups > 1 and shape[1] == 1:
+    if check is not None:
+        error = check(module, lcfg)
+        if error:
+            return error
+    elif isinstance(module, nn.Conv2d) and module.groups > 1 and shape[1] == 1:
         return f'depthwise conv (groups={module.groups}, C_in/groups=1)'
     error = blocking_error(shape, lcfg.block_size, lcfg.vector_axis)
     if error:
@@ -164,27 +217,36 @@ def _skip_reason(name: str, module: nn.Module, cfg: MVQConfig, lcfg: LayerConfig
     return None
 
 
-def plan(model: nn.Module, cfg: MVQConfig) -> Plan:
+def plan(model: nn.Module, cfg: MVQConfig, *,
+         first_conv: str | Sequence[str] | None = None) -> Plan:
     """Per-layer plan without clustering.
 
-    Every ``_ConvNd``/``Linear`` module is listed: compressed ones with their resolved
-    settings, sub-vector count and bits, the rest with the reason they stay dense.
+    Every ``_ConvNd``/``Linear`` module, and every other module owning a weight matrix, is
+    listed: compressed ones with their resolved settings, sub-vector count and bits, the rest
+    with the reason they stay dense.
 
     Args:
         model: Any module.
         cfg: The MVQ settings.
+        first_conv: Name(s) of the input conv(s) that ``cfg.skip_first_conv`` keeps dense
+            (e.g. timm's ``pretrained_cfg['first_conv']``); ``None``: the first ``nn.Conv2d``
+            in module order.
 
     Returns:
         A :class:`Plan`.
     """
     if not isinstance(cfg, MVQConfig):
         raise ValueError(f'cfg must be an MVQConfig, got {type(cfg).__name__}')
-    first_conv = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first_conv is None:
+        guess = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+        first_convs = {guess} if guess is not None else set()
+    else:
+        first_convs = {first_conv} if isinstance(first_conv, str) else set(first_conv)
     result = Plan()
     for name, module in _candidates(model):
         lcfg = cfg.for_layer(name, module)
         shape = tuple(module.weight.shape)
-        reason = _skip_reason(name, module, cfg, lcfg, first_conv)
+        reason = _skip_reason(name, module, cfg, lcfg, first_convs)
         if reason:
             result.layers.append(LayerPlan(name, type(module).__name__, shape, None, 0,
                                            32 * math.prod(shape), reason))
@@ -292,7 +354,8 @@ def _cluster_layer(weight: torch.Tensor, grad: torch.Tensor | None, lcfg: LayerC
 def compress(model: nn.Module, cfg: MVQConfig,
              calib: Callable[[nn.Module], torch.Tensor] | None = None, *,
              importance: str | Importance | None = None, backend: str = 'auto',
-             progress: ProgressFn | None = None) -> CompressionReport:
+             progress: ProgressFn | None = None,
+             first_conv: str | Sequence[str] | None = None) -> CompressionReport:
     """Compresses ``model`` in place with MVQ (or the ``vq``/``prune_vq`` baselines).
 
     Each planned layer is N:M pruned by importance, clustered with (masked) k-means and given
@@ -309,11 +372,12 @@ def compress(model: nn.Module, cfg: MVQConfig,
             ``(weight, grad) -> scores`` (in the sub-vector layout).
         backend: k-means search backend (``'auto'``, ``'torch'``, ``'faiss'``).
         progress: Optional callback ``progress(i, total, name)`` before each layer.
+        first_conv: Name(s) of the input conv(s) to keep dense (see :func:`plan`).
 
     Returns:
         A :class:`CompressionReport`.
     """
-    the_plan = plan(model, cfg)
+    the_plan = plan(model, cfg, first_conv=first_conv)
     todo = the_plan.compressed
     wants_taylor = importance == 'taylor' or (
         importance is None and any(lp.config.importance == 'taylor' for lp in todo))
@@ -338,12 +402,27 @@ def compress(model: nn.Module, cfg: MVQConfig,
         built.append((module, q))
         report.layers.append(LayerReport(lp.name, sse, err, iters, seconds, lp.bits, objective))
     for module, q in built:
-        q.to(module.weight.device)
-        parametrize.register_parametrization(module, 'weight', q)
-        module.parametrizations.weight.original.requires_grad_(False)
+        attach_mvq_weight(module, q)
+    setattr(model, CONFIG_ATTR, cfg)
     if progress is not None:
         progress(len(todo), len(todo), '')
     return report
+
+
+def attach_mvq_weight(module: nn.Module, q: MVQWeight) -> None:
+    """Makes ``q`` the parametrization of ``module.weight``, in place.
+
+    ``q`` is moved to the weight's device; the dense weight stays as the frozen
+    ``parametrizations.weight.original`` (no gradient). Used by :func:`compress` and by
+    :func:`mvq_plugin.load`.
+
+    Args:
+        module: A layer with a plain ``weight`` of shape ``q.weight_shape``.
+        q: The MVQ weight.
+    """
+    q.to(module.weight.device)
+    parametrize.register_parametrization(module, 'weight', q)
+    module.parametrizations.weight.original.requires_grad_(False)
 
 
 def quantized_layers(model: nn.Module) -> dict[str, MVQWeight]:
@@ -412,3 +491,19 @@ def set_codebook_quant(model: nn.Module, enabled: bool = True) -> int:
     for q in layers.values():
         q.quantize = enabled
     return len(layers)
+
+
+def check_patterns(model: nn.Module, cfg: MVQConfig) -> None:
+    """Raises ``ValueError`` for an ``exclude``/``overrides`` pattern that matches no layer.
+
+    A typo in a layer pattern would otherwise silently compress (or keep dense) the layers
+    the user meant to treat differently.
+    """
+    names = [name for name, _ in _candidates(model)]
+    rules = [('exclude', p, lambda p, n: re.search(p, n)) for p in cfg.exclude]
+    rules += [('overrides', p, lambda p, n: re.fullmatch(p, n)) for p in cfg.overrides]
+    for field_name, pattern, match in rules:
+        if not any(match(pattern, n) for n in names):
+            sample = ', '.join(names[:6]) + (', ...' if len(names) > 6 else '')
+            raise ValueError(f'MVQConfig.{field_name} pattern {pattern!r} matches no conv/linear '
+                             f'layer of {type(model).__name__} (layers: {sample})')

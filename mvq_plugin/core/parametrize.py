@@ -159,7 +159,8 @@ class MVQWeight(nn.Module):
             Weight of ``weight_shape`` with pruned positions exactly 0 (``original`` itself,
             or masked, before clustering; see :attr:`stage`).
         """
-        stage = int(self.stage)
+        # Shape-only (meta) tracing cannot read the buffer; shapes agree in every stage.
+        stage = STAGE_CLUSTERED if self.stage.is_meta else int(self.stage)
         if stage == STAGE_DENSE:
             return original
         if stage == STAGE_PRUNED:

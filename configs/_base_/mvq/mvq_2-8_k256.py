@@ -1,0 +1,23 @@
+# MVQ settings only (mvq_* keys, so this base never clashes with an upstream one).
+# Leaf configs wire them in:
+#   model = dict(_delete_=True, type='mvq_plugin.MVQModel', model={{_base_.model}},
+#                mvq={{_base_.mvq_cfg}})
+#   custom_hooks = [{{_base_.mvq_hook}}]
+mvq_cfg = dict(
+    method='mvq',          # 'mvq' | 'vq' | 'prune_vq'
+    block_size=8,          # d: sub-vector length along the input channels
+    num_codewords=256,     # k
+    n=2, m=8,              # N:M pruning inside each group of M input channels
+    codebook_bits=8,       # int8 codewords + one fp32 scale per codebook
+    kmeans_iters=50,
+    kmeans_init='kmeans++',
+    importance='magnitude',
+    skip_first_conv=True,  # the stem conv (C_in=3) stays dense
+    seed=0,
+)
+mvq_hook = dict(
+    type='mvq_plugin.MVQHook',
+    sparse_finetune_iters=0,  # >0: N:M-sparse fine-tuning first (model.sparse_finetune=True)
+    quant_start_iter=0,       # int8 codebook fake-quant (STE) from this iteration
+    artifact='model.mvq',     # written to the work dir after training
+)

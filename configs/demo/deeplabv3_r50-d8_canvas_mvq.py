@@ -1,0 +1,22 @@
+# MVQ fine-tuning of the dense canvas DeepLabV3 (per-pixel classifiers stay dense):
+#   python tools/train.py configs/demo/deeplabv3_r50-d8_canvas_mvq.py \
+#       --cfg-options load_from=work_dirs/deeplabv3_r50-d8_canvas_dense/iter_300.pth
+_base_ = [
+    './deeplabv3_r50-d8_canvas_dense.py',
+    '../_base_/mvq/mvq_2-8_k256.py',
+]
+custom_imports = dict(imports=['mvq_plugin'], allow_failed_imports=False)
+model = dict(_delete_=True, type='mvq_plugin.MVQModel', model={{_base_.model}},
+             mvq={{_base_.mvq_cfg}}, exclude=[r'^(decode|auxiliary)_head\.conv_seg$'])
+custom_hooks = [
+    {{_base_.mvq_hook}},
+    dict(type='mvq_plugin.HardwareCostHook', input_shape=(1, 3, 128, 128), arch='mvq',
+         baseline='ews', arch_overrides=dict(rows=64, cols=64)),
+]
+max_iters = 100
+optim_wrapper = dict(optimizer=dict(lr=0.005),
+                     paramwise_cfg=dict(custom_keys={'.codebook': dict(decay_mult=0.0)}))
+param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters,
+                        by_epoch=False)]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(checkpoint=dict(interval=max_iters))

@@ -1,0 +1,15 @@
+# Mask R-CNN R50-FPN 1x COCO with MVQ. The prediction layers stay dense: RPN objectness and
+# box deltas, the box classifier/regressor and the mask logits (small, and every error there
+# hits the metric directly).
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/mvq/mvq_2-8_k256.py',
+    '../_base_/hw/mvq_vs_ews_64x64.py',
+]
+custom_imports = dict(imports=['mvq_plugin'], allow_failed_imports=False)
+model = dict(_delete_=True, type='mvq_plugin.MVQModel', model={{_base_.model}},
+             mvq={{_base_.mvq_cfg}},
+             exclude=[r'^rpn_head\.rpn_(cls|reg)$', r'^roi_head\.bbox_head\.fc_(cls|reg)$',
+                      r'^roi_head\.mask_head\.conv_logits$'])
+custom_hooks = [{{_base_.mvq_hook}}, {{_base_.hw_hook}}]
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'.codebook': dict(decay_mult=0.0)}))

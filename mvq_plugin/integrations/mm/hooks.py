@@ -1,0 +1,259 @@
+"""``MVQHook``: schedules MVQ's phases, logs its figures, persists its state.
+
+The model arrives prepared by ``mvq_plugin.MVQModel`` (codebooks exist, every MVQ layer still
+computes its dense weight). The hook then, like mmengine's ``EMAHook``, only schedules,
+observes and persists:
+
+1. ``before_train`` (after ``load_from``/resume): if layers are not clustered yet, checks that
+   dense weights were loaded into every one of them, then N:M-prunes (when a sparse
+   fine-tuning phase is configured) or clusters right away;
+2. ``before_train_iter``: clusters when the sparse phase ends; switches int8 codebook
+   fake-quantization on from ``quant_start_iter``;
+3. logs ``mvq/compression_ratio``, ``mvq/bits``, ``mvq/mean_rel_error`` and per-layer errors
+   to the logger and the visualizer backends;
+4. saves the quantization switch in checkpoints (everything else is model state: codebooks,
+   assignments, masks, stages); a resumed or tested model is never re-clustered;
+5. ``after_train``: writes the ``.mvq`` artifact and a JSON/Markdown report to the work dir.
+
+Under DDP the clustering is split across ranks (layer ``i`` on rank ``i % world_size``, with
+the seed a single process would use) and each layer is broadcast from the rank that
+clustered it, so every rank holds identical state.
+"""
+from __future__ import annotations
+
+import json
+import os.path as osp
+from typing import Any
+
+import torch
+from mmengine.dist import broadcast, get_dist_info, is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from ...core import (STAGE_DENSE, STAGE_PRUNED, cluster_prepared, compression_stats,
+                     layer_stages, pending_layers, prune_prepared, quantized_layers,
+                     set_codebook_quant)
+from .model import dense_loaded_layers
+from .registry import HOOKS
+
+__all__ = ['MVQHook']
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if is_model_wrapper(model) else model
+
+
+@HOOKS.register_module()
+class MVQHook(Hook):
+    """Runs MVQ pruning, clustering and codebook quantization inside an mmengine run.
+
+    Args:
+        sparse_finetune_iters: Iterations of N:M-sparse fine-tuning of the dense weights
+            before clustering (needs ``model.sparse_finetune=True``); 0 clusters at once.
+        quant_start_iter: Iteration from which codebooks are int8 fake-quantized (``None``:
+            never during training; the artifact still stores int8 when configured).
+        seed: Base seed of the k-means (default: the MVQ config's ``seed``).
+        backend: k-means search backend (``'auto'``, ``'torch'``, ``'faiss'``).
+        allow_random_init: Cluster even when no dense weights were loaded (tests only).
+        artifact: File name of the artifact written to the work dir after training
+            (``None``: none).
+        report: Base name of the JSON/Markdown report written to the work dir.
+    """
+
+    priority = 'ABOVE_NORMAL'  # cluster before other hooks look at the weights
+
+    def __init__(self, sparse_finetune_iters: int = 0, quant_start_iter: int | None = None,
+                 seed: int | None = None, backend: str = 'auto',
+                 allow_random_init: bool = False, artifact: str | None = 'model.mvq',
+                 report: str = 'mvq_report') -> None:
+        if not isinstance(sparse_finetune_iters, int) or sparse_finetune_iters < 0:
+            raise ValueError(f'MVQHook.sparse_finetune_iters={sparse_finetune_iters!r} must be '
+                             'an integer >= 0')
+        if quant_start_iter is not None and (not isinstance(quant_start_iter, int)
+                                             or quant_start_iter < 0):
+            raise ValueError(f'MVQHook.quant_start_iter={quant_start_iter!r} must be None or '
+                             'an integer >= 0')
+        if backend not in ('auto', 'torch', 'faiss'):
+            raise ValueError(f"MVQHook.backend={backend!r}; choose 'auto', 'torch' or 'faiss'")
+        self.sparse_finetune_iters = sparse_finetune_iters
+        self.quant_start_iter = quant_start_iter
+        self.seed = seed
+        self.backend = backend
+        self.allow_random_init = allow_random_init
+        self.artifact = artifact
+        self.report_name = report
+        self.layer_errors: dict[str, float] = {}
+        self.quantize = False
+
+    # -- checks ---------------------------------------------------------------------------
+    def before_run(self, runner) -> None:
+        model = _unwrap(runner.model)
+        if not quantized_layers(model):
+            raise RuntimeError('MVQHook: the model has no MVQ layers; build it with '
+                               "model=dict(type='mvq_plugin.MVQModel', model=..., mvq=...)")
+        load_from = runner.cfg.get('load_from')
+        if load_from and not osp.isfile(load_from):
+            raise FileNotFoundError(f'load_from={load_from!r}: checkpoint file not found')
+        if self.sparse_finetune_iters and not any(
+                q.mask.numel() and model.get_submodule(n).parametrizations.weight.original
+                .requires_grad for n, q in quantized_layers(model).items()):
+            raise ValueError('MVQHook.sparse_finetune_iters > 0 needs the dense weights to be '
+                             'trainable: set model.sparse_finetune=True')
+
+    # -- phases ---------------------------------------------------------------------------
+    def before_train(self, runner) -> None:
+        model = _unwrap(runner.model)
+        pending = pending_layers(model)
+        if not pending:
+            runner.logger.info('MVQHook: model already clustered (resumed or loaded); '
+                               'not clustering again')
+            self._apply_quant(runner)
+            return
+        unloaded = [n for n, ok in dense_loaded_layers(model).items() if not ok and n in pending]
+        if unloaded and not self.allow_random_init:
+            raise RuntimeError(
+                f'MVQHook: no dense weights were loaded for {len(unloaded)} MVQ layer(s), e.g. '
+                f'{unloaded[:3]}; set load_from to the dense checkpoint or '
+                'model.init_checkpoint (clustering random weights is never useful)')
+        stages = layer_stages(model)
+        if self.sparse_finetune_iters and runner.iter < self.sparse_finetune_iters:
+            dense = [n for n in pending if stages[n] == STAGE_DENSE]
+            prune_prepared(model, dense)
+            runner.logger.info(f'MVQHook: N:M-pruned {len(dense)} layers; sparse fine-tuning '
+                               f'until iteration {self.sparse_finetune_iters}')
+        else:
+            self._cluster(runner)
+        self._apply_quant(runner)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        model = _unwrap(runner.model)
+        if (self.sparse_finetune_iters and runner.iter >= self.sparse_finetune_iters
+                and pending_layers(model)):
+            self._cluster(runner)
+        self._apply_quant(runner)
+
+    def before_test(self, runner) -> None:
+        pending = pending_layers(_unwrap(runner.model))
+        if pending:
+            raise RuntimeError(
+                f'MVQHook: {len(pending)} MVQ layer(s) are not clustered (e.g. {pending[:3]}): '
+                'test a checkpoint written by an MVQ run or a .mvq artifact, not a dense one')
+
+    def _apply_quant(self, runner) -> None:
+        want = self.quantize or (self.quant_start_iter is not None
+                                 and runner.iter >= self.quant_start_iter)
+        model = _unwrap(runner.model)
+        if want and not pending_layers(model) and not all(
+                q.quantize for q in quantized_layers(model).values()):
+            set_codebook_quant(model, True)
+            runner.logger.info(f'MVQHook: int8 codebook fake-quantization on from iteration '
+                               f'{runner.iter}')
+        self.quantize = want
+
+    def _cluster(self, runner) -> None:
+        model = _unwrap(runner.model)
+        pending = pending_layers(model)
+        rank, world = get_dist_info()
+        mine = [n for i, n in enumerate(pending) if i % world == rank]
+        seed = self.seed if self.seed is not None else model.mvq_config.seed
+        runner.logger.info(f'MVQHook: clustering {len(pending)} layers'
+                           + (f' ({len(mine)} on rank {rank} of {world})' if world > 1 else ''))
+
+        def progress(i: int, total: int, name: str) -> None:
+            if name:
+                runner.logger.info(f'MVQHook: clustering [{i + 1}/{total}] {name}')
+
+        report = cluster_prepared(model, mine, seed=seed, backend=self.backend,
+                                  progress=progress)
+        errors = {r.name: r.relative_error for r in report.layers}
+        if world > 1:
+            errors = self._broadcast(model, pending, world)
+        self.layer_errors = errors
+        self._log(runner)
+
+    @staticmethod
+    def _broadcast(model: torch.nn.Module, names: list[str], world: int) -> dict[str, float]:
+        layers = quantized_layers(model)
+        errors = {}
+        for i, name in enumerate(names):
+            q, src = layers[name], i % world
+            with torch.no_grad():
+                for tensor in (q.codebook.data, q.assignments, q.stage):
+                    broadcast(tensor, src)
+                mask = q.mask.to(torch.uint8)
+                broadcast(mask, src)
+                q.mask.copy_(mask.bool())
+                w = model.get_submodule(name).parametrizations.weight.original
+                w_hat = model.get_submodule(name).weight
+                errors[name] = float((w - w_hat).norm() / w.norm().clamp_min(1e-12))
+        return errors
+
+    # -- observing ------------------------------------------------------------------------
+    def _log(self, runner) -> None:
+        stats = compression_stats(_unwrap(runner.model))
+        scalars = {'mvq/compression_ratio': stats.compression_ratio, 'mvq/bits': stats.bits,
+                   'mvq/mean_rel_error': (sum(self.layer_errors.values())
+                                          / max(len(self.layer_errors), 1))}
+        for name, err in self.layer_errors.items():
+            scalars[f'mvq/rel_error/{name}'] = err
+        # Headline figures join the train log (and, through the LoggerHook, every
+        # visualizer backend); the per-layer errors go to the backends directly.
+        headline = ('mvq/compression_ratio', 'mvq/bits', 'mvq/mean_rel_error')
+        for key in headline:
+            runner.message_hub.update_scalar(f'train/{key}', scalars[key])
+        runner.visualizer.add_scalars({k: v for k, v in scalars.items() if k not in headline},
+                                      step=runner.iter)
+        runner.logger.info(f'MVQHook: compression ratio {stats.compression_ratio:.2f}x, '
+                           f'{stats.bits / 8 / 2**20:.3f} MiB, mean relative error '
+                           f'{scalars["mvq/mean_rel_error"]:.4f}')
+
+    # -- persisting -----------------------------------------------------------------------
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['mvq'] = dict(quantize=self.quantize, layer_errors=self.layer_errors)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('mvq', {})
+        self.layer_errors = dict(state.get('layer_errors', {}))
+        if state.get('quantize'):
+            self.quantize = True
+            model = _unwrap(runner.model)
+            if not pending_layers(model):
+                set_codebook_quant(model, True)
+
+    def after_train(self, runner) -> None:
+        if not is_main_process():
+            return
+        model = _unwrap(runner.model)
+        if pending_layers(model):
+            runner.logger.warning('MVQHook: training ended before clustering; no artifact')
+            return
+        stats = compression_stats(model)
+        record: dict[str, Any] = dict(iteration=runner.iter, compression=stats.to_dict(),
+                                      plan=getattr(model, 'mvq_plan', None).records()
+                                      if getattr(model, 'mvq_plan', None) else None,
+                                      layer_errors=self.layer_errors,
+                                      codebook_quant=self.quantize)
+        if self.artifact:
+            from ...io import save
+            path = osp.join(runner.work_dir, self.artifact)
+            info = save(model, path)
+            record['artifact'] = dict(path=self.artifact, bytes=int(info.total_bytes))
+            runner.logger.info(f'MVQHook: wrote {path} ({info.total_bytes:,d} bytes; accounted '
+                               f'{stats.bits / 8:,.0f} bytes)')
+        with open(osp.join(runner.work_dir, f'{self.report_name}.json'), 'w') as f:
+            json.dump(record, f, indent=2, default=str)
+        with open(osp.join(runner.work_dir, f'{self.report_name}.md'), 'w') as f:
+            f.write(_markdown(record))
+
+
+def _markdown(record: dict) -> str:
+    comp = record['compression']
+    lines = ['# MVQ report', '', f'- iteration: {record["iteration"]}',
+             f'- compression ratio (vs fp32): {comp.get("compression_ratio", 0):.2f}x',
+             f'- accounted bits: {comp.get("bits", 0):,d}']
+    if 'artifact' in record:
+        lines.append(f'- artifact: `{record["artifact"]["path"]}`, '
+                     f'{record["artifact"]["bytes"]:,d} bytes')
+    lines += ['', '| layer | relative error |', '|---|---:|']
+    lines += [f'| {n} | {e:.4f} |' for n, e in record['layer_errors'].items()]
+    return '\n'.join(lines) + '\n'

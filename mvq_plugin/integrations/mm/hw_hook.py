@@ -1,0 +1,117 @@
+"""``HardwareCostHook``: accelerator cycles and energy of the model being trained.
+
+Thin by design (mmrazor's hook/estimator split): a
+:class:`~mvq_plugin.hw.HardwareEstimator` does the work; the hook decides when, logs ``hw/*``
+scalars to the logger and the visualizer backends, and writes the report files
+(JSON, CSV, Markdown, PNG) under ``work_dir/<out_dir>/<tag>/``:
+
+* ``before_run``: the dense model on the baseline array and the planned (or, when resumed,
+  the real) MVQ model on the target array (tag ``planned``/``compressed``);
+* once clustering has happened (it runs after :class:`~.hooks.MVQHook`, whose priority is
+  higher) and after every validation: the real compressed model (``compressed``,
+  ``val_<iter>``).
+"""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Any, Sequence
+
+import torch
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from ...core import pending_layers, quantized_layers
+from ...hw import HardwareEstimator
+from .registry import HOOKS
+
+__all__ = ['HardwareCostHook']
+
+#: Scalars also shown in the text log (all of ``report.scalars()`` reach the visualizer).
+LOGGED = ('hw/cycles', 'hw/energy_uj', 'hw/tops_per_w', 'hw/speedup', 'hw/energy_efficiency')
+
+
+def _tensor_forward(model: torch.nn.Module, inputs: torch.Tensor) -> Any:
+    """OpenMMLab models trace in ``tensor`` mode (backbone/neck/head, no post-processing)."""
+    try:
+        return model(inputs, mode='tensor')
+    except TypeError:
+        return model(inputs)
+
+
+@HOOKS.register_module()
+class HardwareCostHook(Hook):
+    """Logs the analytical accelerator cost of the (planned, then compressed) model.
+
+    Args:
+        input_shape: ``(batch, C, H, W)`` the cost is computed for.
+        arch: Target array preset or fields (``'mvq'``).
+        baseline: Array the dense model runs on (``'ews'``; ``None``: no comparison).
+        arch_overrides: :class:`~mvq_plugin.hw.ArrayConfig` fields for both (rows, cols...).
+        table: Energy/area table (path or dict; default: the shipped 40 nm table).
+        node_nm: Technology node.
+        every_val: Also report after every validation.
+        out_dir: Folder under the work dir for the report files.
+        formats: Report formats written.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self, input_shape: Sequence[int] = (1, 3, 224, 224), arch: Any = 'mvq',
+                 baseline: Any = 'ews', arch_overrides: dict | None = None, table: Any = None,
+                 node_nm: float | None = None, every_val: bool = True, out_dir: str = 'hw',
+                 formats: Sequence[str] = ('json', 'csv', 'md', 'png')) -> None:
+        self.estimator = HardwareEstimator(arch=arch, input_shape=tuple(input_shape),
+                                           baseline=baseline, table=table, node_nm=node_nm,
+                                           arch_overrides=dict(arch_overrides or {}),
+                                           forward_fn=_tensor_forward)
+        self.every_val = every_val
+        self.out_dir = out_dir
+        self.formats = tuple(formats)
+        self.last_scalars: dict[str, float] = {}
+        self._awaiting = False
+
+    def _model(self, runner) -> torch.nn.Module:
+        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+    def _report(self, runner, tag: str) -> None:
+        model = self._model(runner)
+        planned = bool(pending_layers(model))
+        report = self.estimator.estimate(model, plan=getattr(model, 'mvq_plan', None)
+                                         if planned else None)
+        scalars = report.scalars()
+        self.last_scalars = scalars
+        step = runner.iter
+        # Everything goes to the visualizer backends; the text log shows the headline.
+        for key in LOGGED:
+            runner.message_hub.update_scalar(f'train/{key}', scalars[key])
+        runner.visualizer.add_scalars({k: v for k, v in scalars.items() if k not in LOGGED},
+                                      step=step)
+        if is_main_process():
+            report.write(osp.join(runner.work_dir, self.out_dir, tag), formats=self.formats)
+        gains = report.gains().get('total', {}) if report.baseline is not None else {}
+        runner.logger.info(
+            f'HardwareCostHook[{tag}]: {scalars.get("hw/cycles", 0):,.0f} cycles, '
+            f'{scalars.get("hw/energy_uj", 0):.1f} uJ per inference'
+            + (f'; vs {report.baseline.arch.name}: {gains.get("energy_efficiency", 0):.2f}x '
+               f'energy efficiency, {gains.get("speedup", 0):.2f}x speed'
+               if gains else ''))
+
+    def before_run(self, runner) -> None:
+        model = self._model(runner)
+        self._awaiting = bool(pending_layers(model))
+        self._report(runner, 'planned' if self._awaiting else
+                     ('compressed' if quantized_layers(model) else 'dense'))
+
+    def before_train(self, runner) -> None:
+        # MVQHook (higher priority) has clustered by now unless a sparse phase comes first.
+        self.before_train_iter(runner, 0)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        if self._awaiting and not pending_layers(self._model(runner)):
+            self._awaiting = False
+            self._report(runner, 'compressed')
+
+    def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
+        if self.every_val and not pending_layers(self._model(runner)):
+            self._report(runner, f'val_{runner.iter}')

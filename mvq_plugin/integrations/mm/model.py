@@ -1,0 +1,139 @@
+"""The registered model builder: an upstream OpenMMLab model with MVQ structure attached.
+
+mmengine's ``Runner`` builds the optimizer and the DDP wrapper before any hook runs, so the
+codebooks must be parameters of the model it builds. ``type='mvq_plugin.MVQModel'`` builds the
+upstream model (``ImageClassifier``, ``MaskRCNN``, ``EncoderDecoder``, ...) unchanged and
+then :func:`~mvq_plugin.core.staged.prepare` s it: every planned layer gets an MVQ weight in
+the dense stage (it still computes the dense weight). :class:`~.hooks.MVQHook` clusters later,
+once, on the dense weights that were actually loaded.
+
+Dense weights come from either source, and the hook refuses to cluster without one:
+
+* ``init_checkpoint`` (a builder argument): loaded into the upstream model *before* the MVQ
+  structure exists, and the model is marked initialised so ``Runner._init_model_weights``
+  cannot overwrite it;
+* ``load_from`` (the runner's usual key): the checkpoint's ``X.weight`` entries are mapped to
+  ``X.parametrizations.weight.original`` by a load-state-dict pre-hook on each MVQ layer, so
+  mmengine's non-strict loading cannot silently skip them.
+
+``artifact`` loads a ``.mvq`` file instead (testing a compressed model never clusters).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from typing import Any
+
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
+from torch import nn
+
+from ...core import MVQConfig, check_patterns, plan, prepare, quantized_layers
+from .registry import MODELS
+
+__all__ = ['build_mvq_model', 'load_dense_weights', 'dense_loaded_layers']
+
+logger = logging.getLogger('mvq_plugin')
+
+
+def _state_dict_of(checkpoint: Any) -> dict:
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError('checkpoint holds no state dict')
+    return {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
+
+
+def load_dense_weights(model: nn.Module, path: str, cfg: MVQConfig, *,
+                       key: str = 'model.init_checkpoint') -> None:
+    """Loads a dense checkpoint into an upstream model that has no MVQ structure yet.
+
+    Every layer the plan compresses must find its weight in the checkpoint: clustering
+    random weights is never what a user wants.
+
+    Args:
+        model: The upstream model.
+        path: Checkpoint file (an mmengine checkpoint or a plain state dict).
+        cfg: The MVQ settings (to know which layers need weights).
+        key: Config key named in errors.
+    """
+    if not path or not os.path.isfile(path):
+        raise FileNotFoundError(f'{key}={path!r}: dense checkpoint file not found')
+    state = _state_dict_of(_load_checkpoint(path, map_location='cpu'))
+    needed = [lp.name for lp in plan(model, cfg).compressed]
+    missing = [n for n in needed if f'{n}.weight' not in state]
+    if missing:
+        raise ValueError(f'{key}={path!r} has no weight for {len(missing)} layer(s) MVQ '
+                         f'compresses, e.g. {missing[:4]}')
+    load_state_dict(model, state, strict=False, logger='current')
+    for module in model.modules():
+        if isinstance(module, BaseModule):
+            module._is_init = True  # the runner's init_weights must not overwrite them
+
+
+def _map_dense_weight(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Load-state-dict pre-hook: ``X.weight`` of a dense checkpoint feeds the MVQ original."""
+    src, dst = prefix + 'weight', prefix + 'parametrizations.weight.original'
+    if src in state_dict and dst not in state_dict:
+        state_dict[dst] = state_dict.pop(src)
+        for q in quantized_layers(module).values():
+            q.dense_loaded = True
+
+
+def dense_loaded_layers(model: nn.Module) -> dict[str, bool]:
+    """``{layer: whether dense weights were loaded into it}`` for every MVQ layer."""
+    return {n: bool(getattr(q, 'dense_loaded', False)) for n, q in quantized_layers(model).items()}
+
+
+@MODELS.register_module(name='MVQModel')
+def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | None = None,
+                    artifact: str | None = None, sparse_finetune: bool = False,
+                    exclude: list[str] | None = None, overrides: dict | None = None,
+                    data_preprocessor: dict | None = None) -> nn.Module:
+    """Builds the upstream ``model`` and attaches MVQ structure to it.
+
+    Args:
+        model: The upstream model config (e.g. ``{{_base_.model}}``), built in the config's
+            default scope.
+        mvq: :class:`~mvq_plugin.core.MVQConfig` fields.
+        init_checkpoint: Dense checkpoint loaded before the MVQ structure is attached.
+        artifact: A ``.mvq`` artifact to load (compressed state, no clustering).
+        sparse_finetune: Keep the dense weights trainable for a sparse fine-tuning phase
+            before clustering (:class:`~.hooks.MVQHook`'s ``sparse_finetune_iters``).
+        exclude: Extra ``exclude`` patterns appended to ``mvq``'s (a leaf config cannot edit
+            a dict it takes from a base as ``{{_base_.mvq_cfg}}``).
+        overrides: Extra per-layer ``overrides`` merged over ``mvq``'s.
+        data_preprocessor: Passed on to the upstream model when its config has none (the
+            runner hands the config's top-level ``data_preprocessor`` to the outer type).
+
+    Returns:
+        The upstream model itself (same class, same data preprocessor), with ``mvq_plan``
+        and ``mvq_config`` attributes.
+    """
+    values = mvq.to_dict() if isinstance(mvq, MVQConfig) else dict(mvq)
+    if exclude:
+        values['exclude'] = list(values.get('exclude', ())) + list(exclude)
+    if overrides:
+        values['overrides'] = {**dict(values.get('overrides', {})), **dict(overrides)}
+    cfg = MVQConfig.from_dict(values)
+    model_cfg = copy.deepcopy(model)
+    if data_preprocessor is not None and model_cfg.get('data_preprocessor') is None:
+        model_cfg['data_preprocessor'] = data_preprocessor
+    net = MMENGINE_MODELS.build(model_cfg)
+    check_patterns(net, cfg)
+    if init_checkpoint is not None:
+        load_dense_weights(net, init_checkpoint, cfg)
+    the_plan = prepare(net, cfg, train_dense=sparse_finetune)
+    for lp in the_plan.compressed:
+        module = net.get_submodule(lp.name)
+        module.register_load_state_dict_pre_hook(_map_dense_weight)
+        module.parametrizations.weight[0].dense_loaded = init_checkpoint is not None
+    net.mvq_plan = the_plan
+    net.mvq_config = cfg
+    logger.info('MVQ plan for %s: %d layers compressed, %d dense\n%s', type(net).__name__,
+                len(the_plan.compressed), len(the_plan.skipped), the_plan)
+    if artifact is not None:
+        from ...io import load
+        load(net, artifact)
+    return net

@@ -1,0 +1,136 @@
+"""Every shipped config loads and builds; bad MVQ settings fail early, naming the key."""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip('mmpretrain')
+pytest.importorskip('mmdet')
+pytest.importorskip('mmseg')
+
+from mmengine.config import Config  # noqa: E402
+from mmengine.registry import MODELS, init_default_scope  # noqa: E402
+
+import mvq_plugin  # noqa: E402,F401
+from mvq_plugin.core import STAGE_DENSE, layer_stages  # noqa: E402
+from mvq_plugin.integrations.mm import MVQHook  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[3]
+LEAVES = sorted(str(p.relative_to(REPO)) for d in ('mmpretrain', 'mmdet', 'mmseg', 'demo')
+                for p in (REPO / 'configs' / d).glob('*.py'))
+
+
+def _build(cfg: Config):
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    return MODELS.build(model_cfg)
+
+
+def test_every_leaf_is_listed():
+    names = {Path(p).name for p in LEAVES}
+    assert {'resnet18_mvq-2-8-k256_in1k.py', 'resnet50_mvq-2-8-k256_in1k.py',
+            'mobilenet-v2_mvq-2-8-k256_in1k.py', 'mask-rcnn_r50_fpn_mvq-2-8-k256_1x_coco.py',
+            'deeplabv3_r50-d8_mvq-2-8-k256_4xb4-20k_voc12aug-512x512.py',
+            'fcn_r50-d8_mvq-2-8-k256_4xb4-20k_voc12aug-512x512.py'} <= names
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('path', LEAVES)
+def test_leaf_config_loads_and_builds(path):
+    cfg = Config.fromfile(str(REPO / path))
+    if cfg.model.type != 'mvq_plugin.MVQModel':
+        pytest.skip('dense demo config')
+    hooks = [h['type'] for h in cfg.custom_hooks]
+    assert 'mvq_plugin.MVQHook' in hooks
+    cfg.model.mvq.num_codewords = 16  # plan only: no clustering happens at build time
+    model = _build(cfg)
+    the_plan = model.mvq_plan
+    assert the_plan.compressed, path
+    assert set(layer_stages(model).values()) == {STAGE_DENSE}
+    reasons = {lp.name: lp.reason for lp in the_plan.skipped}
+    if 'mobilenet' in path:
+        assert any('depthwise' in r for r in reasons.values())
+        assert all(('depthwise' in reasons[n]) for n, m in model.named_modules()
+                   if isinstance(m, torch.nn.Conv2d) and m.groups > 1)
+    if 'mask-rcnn' in path:
+        for name in ('rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_cls',
+                     'roi_head.bbox_head.fc_reg', 'roi_head.mask_head.conv_logits'):
+            assert reasons[name].startswith('excluded by pattern'), name
+    if '/mmseg/' in path or 'deeplab' in path:
+        assert reasons['decode_head.conv_seg'].startswith('excluded by pattern')
+    # The optimizer sees the codewords from the start.
+    params = {id(p) for p in model.parameters()}
+    assert all(id(q.codebook) in params for q in mvq_plugin.quantized_layers(model).values())
+
+
+def test_unknown_layer_pattern_fails_naming_it():
+    cfg = Config.fromfile(str(REPO / 'configs/demo/resnet18_fashion-mnist_mvq.py'))
+    cfg.model.exclude = [r'^backbone\.layer9\.']
+    with pytest.raises(ValueError, match=r"exclude pattern '\^backbone\\\\.layer9"):
+        _build(cfg)
+
+
+def test_nm_not_fitting_block_fails_naming_field():
+    cfg = Config.fromfile(str(REPO / 'configs/demo/resnet18_fashion-mnist_mvq.py'))
+    cfg.model.mvq.m = 3
+    with pytest.raises(ValueError, match=r'm=3'):
+        _build(cfg)
+
+
+def test_missing_init_checkpoint_fails_naming_key(tmp_path):
+    cfg = Config.fromfile(str(REPO / 'configs/demo/resnet18_fashion-mnist_mvq.py'))
+    cfg.model.init_checkpoint = str(tmp_path / 'missing.pth')
+    with pytest.raises(FileNotFoundError, match='model.init_checkpoint'):
+        _build(cfg)
+
+
+def test_init_checkpoint_without_a_layer_fails(tmp_path):
+    cfg = Config.fromfile(str(REPO / 'configs/demo/resnet18_fashion-mnist_mvq.py'))
+    dense = _build(Config.fromfile(str(REPO / 'configs/demo/resnet18_fashion-mnist_dense.py')))
+    state = dense.state_dict()
+    del state['backbone.layer3.0.conv2.weight']
+    torch.save(state, tmp_path / 'partial.pth')
+    cfg.model.init_checkpoint = str(tmp_path / 'partial.pth')
+    with pytest.raises(ValueError, match='backbone.layer3.0.conv2'):
+        _build(cfg)
+
+
+def test_init_checkpoint_weights_reach_the_mvq_layers(tmp_path):
+    dense = _build(Config.fromfile(str(REPO / 'configs/demo/resnet18_fashion-mnist_dense.py')))
+    torch.save({'state_dict': dense.state_dict()}, tmp_path / 'dense.pth')
+    cfg = Config.fromfile(str(REPO / 'configs/demo/resnet18_fashion-mnist_mvq.py'))
+    cfg.model.init_checkpoint = str(tmp_path / 'dense.pth')
+    model = _build(cfg)
+    layer = model.backbone.layer1[0].conv1
+    assert torch.equal(layer.parametrizations.weight.original,
+                       dense.backbone.layer1[0].conv1.weight)
+    assert model.backbone._is_init  # the runner's init_weights will not overwrite them
+
+
+class _Runner:
+    """The two attributes MVQHook.before_run reads."""
+
+    def __init__(self, model, load_from):
+        self.model = model
+        self.cfg = Config(dict(load_from=load_from))
+
+
+def test_missing_load_from_fails_before_training(tmp_path):
+    cfg = Config.fromfile(str(REPO / 'configs/demo/resnet18_fashion-mnist_mvq.py'))
+    model = _build(cfg)
+    with pytest.raises(FileNotFoundError, match='load_from'):
+        MVQHook().before_run(_Runner(model, str(tmp_path / 'nope.pth')))
+
+
+def test_hook_arguments_are_validated():
+    with pytest.raises(ValueError, match='sparse_finetune_iters'):
+        MVQHook(sparse_finetune_iters=-1)
+    with pytest.raises(ValueError, match='backend'):
+        MVQHook(backend='gpu')
+    assert os.path.basename(MVQHook().artifact) == 'model.mvq'

@@ -1,0 +1,135 @@
+"""MVQHook and HardwareCostHook in a real (small) mmengine Runner, in process."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip('mmengine')
+
+from mmengine.evaluator import BaseMetric  # noqa: E402
+from mmengine.model import BaseModel  # noqa: E402
+from mmengine.registry import DATASETS, METRICS, MODELS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
+
+import mvq_plugin as mvq  # noqa: E402
+from mvq_plugin.core import pending_layers  # noqa: E402
+
+
+@MODELS.register_module(force=True)
+class ToyMVQNet(BaseModel):
+    def __init__(self, data_preprocessor=None):
+        super().__init__(data_preprocessor=data_preprocessor)
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv = nn.Conv2d(16, 32, 3, padding=1)
+        self.fc = nn.Linear(32, 4)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        x = torch.stack(inputs) if isinstance(inputs, list) else inputs
+        logits = self.fc(torch.relu(self.conv(torch.relu(self.stem(x)))).mean((2, 3)))
+        if mode == 'loss':
+            return dict(loss=nn.functional.cross_entropy(logits, torch.stack(data_samples)))
+        if mode == 'predict':
+            return [(lg.argmax(), t) for lg, t in zip(logits, data_samples)]
+        return logits
+
+
+@DATASETS.register_module(force=True)
+class ToyMVQData(Dataset):
+    def __init__(self, n=32):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 3, 8, 8, generator=g)
+        self.y = torch.randint(0, 4, (n, ), generator=g)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return dict(inputs=self.x[i], data_samples=self.y[i])
+
+
+@METRICS.register_module(force=True)
+class ToyMVQAccuracy(BaseMetric):
+    def process(self, data_batch, data_samples):
+        self.results += [float(p == t) for p, t in data_samples]
+
+    def compute_metrics(self, results):
+        return dict(acc=sum(results) / len(results))
+
+
+def _runner(work_dir, hooks, max_iters=4, **model_kw):
+    loader = dict(dataset=dict(type='ToyMVQData'), batch_size=8, num_workers=0,
+                  sampler=dict(type='DefaultSampler', shuffle=False))
+    return Runner(
+        model=dict(type='mvq_plugin.MVQModel', model=dict(type='ToyMVQNet'),
+                   mvq=dict(num_codewords=8, n=2, m=4, kmeans_iters=5, min_params=0),
+                   **model_kw),
+        work_dir=str(work_dir), experiment_name=f'toy_{uuid.uuid4().hex[:8]}',
+        train_dataloader=loader, val_dataloader=loader, val_evaluator=dict(type='ToyMVQAccuracy'),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters, val_interval=max_iters),
+        val_cfg=dict(), optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        custom_hooks=hooks, default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+                                                               by_epoch=False, interval=2)),
+        default_scope='mmengine', randomness=dict(seed=0))
+
+
+def _scalars(work_dir) -> list[dict]:
+    files = list(work_dir.glob('*/vis_data/scalars.json'))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+
+def test_hooks_log_scalars_and_write_reports(tmp_path):
+    runner = _runner(tmp_path, [
+        dict(type='mvq_plugin.MVQHook', allow_random_init=True, quant_start_iter=2),
+        dict(type='mvq_plugin.HardwareCostHook', input_shape=(1, 3, 8, 8), arch='mvq',
+             baseline='ews', arch_overrides=dict(rows=8, cols=8))])
+    runner.train()
+    model = runner.model
+    assert pending_layers(model) == []
+    assert all(q.quantize for q in mvq.quantized_layers(model).values())
+    records = _scalars(tmp_path)
+    ratio = [r['mvq/compression_ratio'] for r in records if 'mvq/compression_ratio' in r]
+    assert ratio and ratio == pytest.approx(
+        [mvq.compression_stats(model).compression_ratio] * len(ratio))
+    assert {'mvq/rel_error/conv', 'mvq/rel_error/fc'} <= {k for r in records for k in r}
+    hw = [r for r in records if 'hw/sparsity_only/speedup' in r]
+    # planned (before_run), compressed (after clustering), after validation
+    assert len(hw) == 3
+    assert all(r['hw/sparsity_only/speedup'] > 0 for r in hw)
+    assert any('hw/energy_efficiency' in r for r in records)
+    for tag in ('planned', 'compressed', 'val_4'):
+        assert (tmp_path / 'hw' / tag / 'hw_report.json').is_file(), tag
+    assert (tmp_path / 'model.mvq').is_file()
+    report = json.loads((tmp_path / 'mvq_report.json').read_text())
+    assert set(report['layer_errors']) == {'conv', 'fc'}
+    assert report['artifact']['bytes'] == (tmp_path / 'model.mvq').stat().st_size
+
+
+def test_without_dense_weights_refuses_to_cluster(tmp_path):
+    runner = _runner(tmp_path, [dict(type='mvq_plugin.MVQHook')])
+    with pytest.raises(RuntimeError, match='no dense weights were loaded'):
+        runner.train()
+
+
+def test_sparse_phase_then_clustering(tmp_path):
+    runner = _runner(tmp_path, [dict(type='mvq_plugin.MVQHook', allow_random_init=True,
+                                     sparse_finetune_iters=2)], sparse_finetune=True)
+    stages = []
+    from mmengine.hooks import Hook
+
+    class StageSpy(Hook):
+        priority = 'LOWEST'
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            stages.append(sorted(set(mvq.core.layer_stages(runner.model).values())))
+
+    runner.register_hook(StageSpy())
+    original = runner.model.conv.parametrizations.weight.original.detach().clone()
+    runner.train()
+    assert stages == [[1], [1], [2], [2]]
+    # The dense weights trained during the sparse phase before clustering.
+    assert not torch.equal(runner.model.conv.parametrizations.weight.original, original)
