@@ -11,6 +11,7 @@ The core works on any ``nn.Module``::
 from .core import (CompressionReport, CompressionStats, MVQConfig, Plan, codebook_param_groups,
                    compress, compression_stats, decode_mask, encode_mask, mask_code_bits,
                    masked_kmeans, nm_mask, plan, quantized_layers, set_codebook_quant, to_dense)
+from .io import ArtifactError, ArtifactInfo, load, save
 
 __version__ = '0.1.0'
 
@@ -18,5 +19,17 @@ __all__ = [
     'MVQConfig', 'plan', 'compress', 'compression_stats', 'to_dense', 'masked_kmeans',
     'nm_mask', 'encode_mask', 'decode_mask', 'mask_code_bits', 'quantized_layers',
     'codebook_param_groups', 'set_codebook_quant', 'Plan', 'CompressionReport',
-    'CompressionStats', '__version__',
+    'CompressionStats', '__version__', 'save', 'load', 'ArtifactInfo', 'ArtifactError',
 ]
+
+
+def _register_openmmlab() -> None:
+    """Registers MVQModel, MVQHook and HardwareCostHook when mmengine is installed."""
+    try:
+        import mmengine  # noqa: F401
+    except ImportError:
+        return
+    from .integrations import mm  # noqa: F401
+
+
+_register_openmmlab()

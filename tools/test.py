@@ -16,6 +16,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mvq_plugin  # noqa: F401
+from mvq_plugin.integrations.mm.launch import setup_cpu_distributed
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,6 +52,7 @@ def main(argv=None) -> dict:
         cfg.load_from = None
     else:
         cfg.load_from = args.checkpoint
+    setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     return runner.test()
 

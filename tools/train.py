@@ -16,6 +16,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mvq_plugin  # noqa: F401  (registers MVQModel, MVQHook, HardwareCostHook)
+from mvq_plugin.integrations.mm.launch import setup_cpu_distributed
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,7 +59,9 @@ def main(argv=None) -> None:
     # mmengine checkpoints hold non-tensor objects (message hub, meta); torch >= 2.6 refuses
     # them under weights_only=True. Our own .mvq artifact never needs this.
     os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
-    runner = Runner.from_cfg(build_config(args))
+    cfg = build_config(args)
+    setup_cpu_distributed(cfg)
+    runner = Runner.from_cfg(cfg)
     runner.train()
 
 

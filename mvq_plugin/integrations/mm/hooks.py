@@ -143,8 +143,7 @@ class MVQHook(Hook):
         want = self.quantize or (self.quant_start_iter is not None
                                  and runner.iter >= self.quant_start_iter)
         model = _unwrap(runner.model)
-        if want and not pending_layers(model) and not all(
-                q.quantize for q in quantized_layers(model).values()):
+        if want and not all(q.quantize for q in quantized_layers(model).values()):
             set_codebook_quant(model, True)
             runner.logger.info(f'MVQHook: int8 codebook fake-quantization on from iteration '
                                f'{runner.iter}')
@@ -215,10 +214,10 @@ class MVQHook(Hook):
         state = checkpoint.get('mvq', {})
         self.layer_errors = dict(state.get('layer_errors', {}))
         if state.get('quantize'):
+            # mmengine calls this before the state dict reaches the model: the flag is set
+            # now and takes effect once the loaded (clustered) stage is in place.
             self.quantize = True
-            model = _unwrap(runner.model)
-            if not pending_layers(model):
-                set_codebook_quant(model, True)
+            set_codebook_quant(_unwrap(runner.model), True)
 
     def after_train(self, runner) -> None:
         if not is_main_process():

@@ -73,12 +73,23 @@ def load_dense_weights(model: nn.Module, path: str, cfg: MVQConfig, *,
 
 
 def _map_dense_weight(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
-    """Load-state-dict pre-hook: ``X.weight`` of a dense checkpoint feeds the MVQ original."""
+    """Load-state-dict pre-hook of an MVQ layer.
+
+    ``X.weight`` of a dense checkpoint feeds the MVQ original; MVQ tensors of another shape
+    (a checkpoint written with other d/k settings) are an error, not a skipped key.
+    """
     src, dst = prefix + 'weight', prefix + 'parametrizations.weight.original'
+    q = module.parametrizations.weight[0]
     if src in state_dict and dst not in state_dict:
         state_dict[dst] = state_dict.pop(src)
-        for q in quantized_layers(module).values():
-            q.dense_loaded = True
+        q.dense_loaded = True
+    for name in ('codebook', 'assignments', 'mask'):
+        key = f'{prefix}parametrizations.weight.0.{name}'
+        if key in state_dict and tuple(state_dict[key].shape) != tuple(getattr(q, name).shape):
+            raise ValueError(
+                f'checkpoint tensor {key} has shape {tuple(state_dict[key].shape)} but the '
+                f'config builds {tuple(getattr(q, name).shape)} (k={q.num_codewords}, '
+                f'd={q.block_size}): use the MVQ settings the checkpoint was trained with')
 
 
 def dense_loaded_layers(model: nn.Module) -> dict[str, bool]:

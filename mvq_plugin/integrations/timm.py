@@ -1,0 +1,366 @@
+"""timm adapter: MVQ on any timm model with one call.
+
+::
+
+    from mvq_plugin.integrations import timm as mvq_timm
+
+    model = mvq_timm.create_model(
+        'resnet50', mvq=dict(num_codewords=256, block_size=8, n=2, m=8),
+        pretrained_file='resnet50_a1_in1k.safetensors', num_classes=1000,
+        classifier=dict(num_codewords=1024, block_size=4))
+    print(model.mvq_plan)                      # every layer: settings or why it stays dense
+    mvq_plugin.save(model, 'resnet50.mvq')     # compact artifact
+    model = mvq_timm.load_model('resnet50', 'resnet50.mvq', num_classes=1000)
+
+What timm conventions are kept:
+
+* Dense weights come from a local file through timm's own loader
+  (``pretrained=True, pretrained_cfg_overlay=dict(file=...)``), so timm's checkpoint filters,
+  classifier re-sizing (``num_classes``) and input-conv adaptation (``in_chans``) apply. Nothing
+  is ever downloaded: without a file the model is built with ``pretrained=False``.
+* The model stays the timm model it was (compression parametrizes ``weight`` in place), so
+  ``model.pretrained_cfg``/``model.default_cfg`` and
+  ``timm.data.resolve_data_config(model=model)`` keep working, and timm's layer subclasses
+  (``StdConv2d``/``ScaledStdConv2d`` weight standardisation, ``Conv2dSame`` padding,
+  ``MixedConv2d`` splits) run their own ``forward`` on the MVQ weight.
+* The first conv kept dense is the one timm names in ``pretrained_cfg['first_conv']``, and
+  ``pretrained_cfg['classifier']`` names the classifier that ``classifier=`` configures.
+* ``CondConv2d`` (expert weights of shape ``(num_experts, O*C*kh*kw)``, not a conv weight) is
+  compressed where its memory layout is the MVQ layout -- 1x1 kernels along the input channel,
+  any kernel with ``vector_axis='spatial'`` -- and otherwise listed in the plan with the reason.
+
+Attributes set on a compressed model (plain Python attributes, not in the state dict):
+
+* ``model.mvq_config``: the resolved :class:`~mvq_plugin.core.config.MVQConfig` (including
+  the classifier rule);
+* ``model.mvq_plan``: the :class:`~mvq_plugin.core.compress.Plan` (``str()`` is a table with the
+  reason for every dense layer);
+* ``model.mvq_report``: the :class:`~mvq_plugin.core.compress.CompressionReport` (per-layer
+  clustering error and time; ``None`` for a model loaded from an artifact).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Callable
+
+import timm
+import torch
+from timm.layers import CondConv2d
+from torch import nn
+
+from ..core.blocking import blocking_error
+from ..core.compress import Plan, ProgressFn, compress, quantized_layers, register_layer_type
+from ..core.compress import plan as core_plan
+from ..core.config import LayerConfig, MVQConfig
+from ..core.importance import Importance
+
+__all__ = ['create_model', 'create_dense_model', 'wrap', 'plan', 'load_model',
+           'resolve_config', 'first_conv_names', 'classifier_names', 'param_groups']
+
+logger = logging.getLogger('mvq_plugin')
+
+_HUB_PREFIXES = ('hf-hub:', 'hf_hub:')
+
+
+def _condconv_check(module: CondConv2d, lcfg: LayerConfig) -> str | None:
+    """Why a ``CondConv2d`` cannot be compressed with ``lcfg`` (``None``: it can).
+
+    Its ``weight`` is ``(num_experts, O*C*kh*kw)``, every row one expert's conv weight
+    flattened in ``(O, C, kh, kw)`` order. ``reshape(-1, d)`` of it cuts in-channel
+    sub-vectors only for 1x1 kernels; for any kernel it cuts the ``spatial`` blocks.
+    """
+    o, c, kh, kw = module.weight_shape
+    if module.groups > 1 and c == 1:
+        return f'depthwise CondConv2d (groups={module.groups}, C_in/groups=1)'
+    if lcfg.vector_axis == 'in_channel' and kh * kw != 1:
+        return (f'CondConv2d with {kh}x{kw} kernels: its expert weights are stored flattened '
+                f'as (O, C, kh, kw), so in_channel sub-vectors are not contiguous (1x1 '
+                f"kernels compress; vector_axis='spatial' works for any kernel)")
+    return blocking_error((o, c, kh, kw), lcfg.block_size, lcfg.vector_axis)
+
+
+register_layer_type(CondConv2d, _condconv_check)
+
+
+def _names(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def _pretrained_cfg(model: nn.Module) -> Mapping[str, Any]:
+    cfg = getattr(model, 'pretrained_cfg', None) or getattr(model, 'default_cfg', None)
+    return cfg if isinstance(cfg, Mapping) else {}
+
+
+def _existing(model: nn.Module, names: list[str]) -> list[str]:
+    modules = dict(model.named_modules())
+    return [n for n in names if n in modules]
+
+
+def first_conv_names(model: nn.Module) -> list[str] | None:
+    """The input conv(s) named by ``model.pretrained_cfg['first_conv']``.
+
+    Returns:
+        The names that exist in ``model``; ``None`` when the model has no such entry (the core
+        then keeps the first ``nn.Conv2d`` in module order dense).
+    """
+    names = _names(_pretrained_cfg(model).get('first_conv'))
+    found = _existing(model, names)
+    if names and not found:
+        logger.warning('pretrained_cfg first_conv %s not found in the model; keeping the first '
+                       'nn.Conv2d dense instead', names)
+    return found or None
+
+
+def classifier_names(model: nn.Module) -> list[str]:
+    """The classifier layer(s) named by ``model.pretrained_cfg['classifier']`` that exist."""
+    return _existing(model, _names(_pretrained_cfg(model).get('classifier')))
+
+
+def _as_config(mvq: MVQConfig | Mapping[str, Any] | None) -> MVQConfig:
+    if mvq is None:
+        return MVQConfig()
+    if isinstance(mvq, MVQConfig):
+        return mvq
+    if isinstance(mvq, Mapping):
+        return MVQConfig.from_dict(dict(mvq))
+    raise ValueError(f'mvq={mvq!r} must be an MVQConfig, a dict of its fields or None')
+
+
+def resolve_config(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
+                   classifier: Mapping[str, Any] | bool | None = None) -> MVQConfig:
+    """The :class:`MVQConfig` applied to ``model``, with the classifier rule folded in.
+
+    Args:
+        model: A timm model (``pretrained_cfg['classifier']`` names its classifier).
+        mvq: An :class:`MVQConfig`, a dict of its fields, or ``None`` for the defaults.
+        classifier: ``None``/``True``: the classifier follows the config like any layer;
+            ``False``: it stays dense (an ``exclude`` pattern); a dict of layer fields (e.g.
+            ``dict(num_codewords=2048, block_size=4)``): its own settings, as an ``overrides``
+            rule that wins over every other rule.
+
+    Returns:
+        The validated config.
+    """
+    cfg = _as_config(mvq)
+    if classifier is None or classifier is True:
+        return cfg
+    names = classifier_names(model)
+    if not names:
+        logger.warning('classifier=%r given but the model names no classifier in '
+                       'pretrained_cfg; ignored', classifier)
+        return cfg
+    patterns = [re.escape(n) for n in names]
+    if classifier is False:
+        return dataclasses.replace(cfg, exclude=[*cfg.exclude, *(f'^{p}$' for p in patterns)])
+    if not isinstance(classifier, Mapping):
+        raise ValueError(f'classifier={classifier!r} must be None, a bool or a dict of layer '
+                         'fields such as dict(num_codewords=2048, block_size=4)')
+    overrides = {k: v for k, v in cfg.overrides.items() if k not in patterns}
+    overrides.update({p: dict(classifier) for p in patterns})
+    return dataclasses.replace(cfg, overrides=overrides)
+
+
+def plan(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
+         classifier: Mapping[str, Any] | bool | None = None) -> Plan:
+    """What :func:`wrap` would do to ``model``, without clustering.
+
+    Args:
+        model: A timm model (or any module).
+        mvq: Settings (see :func:`resolve_config`).
+        classifier: The classifier rule (see :func:`resolve_config`).
+
+    Returns:
+        The per-layer :class:`~mvq_plugin.core.compress.Plan`.
+    """
+    cfg = resolve_config(model, mvq, classifier=classifier)
+    return core_plan(model, cfg, first_conv=first_conv_names(model))
+
+
+def wrap(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
+         classifier: Mapping[str, Any] | bool | None = None,
+         calib: Callable[[nn.Module], torch.Tensor] | None = None,
+         importance: str | Importance | None = None, backend: str = 'auto',
+         progress: ProgressFn | None = None) -> nn.Module:
+    """Compresses a model the user already has, in place.
+
+    Plans (first conv from ``pretrained_cfg['first_conv']``, classifier rule from
+    ``classifier``), prunes and clusters every planned layer, and attaches ``mvq_config``,
+    ``mvq_plan`` and ``mvq_report`` to the model (see the module docstring).
+
+    Args:
+        model: A timm model (or any module; without ``pretrained_cfg`` the core's defaults
+            pick the first conv and no classifier rule applies).
+        mvq: An :class:`MVQConfig`, a dict of its fields, or ``None`` for the defaults.
+        classifier: The classifier rule (see :func:`resolve_config`).
+        calib: ``calib(model) -> scalar loss`` on calibration data (Taylor importance).
+        importance: Overrides the config's importance (a name or a callable).
+        backend: k-means search backend (``'auto'``, ``'torch'``, ``'faiss'``).
+        progress: Optional ``progress(i, total, layer_name)`` callback.
+
+    Returns:
+        ``model``, compressed.
+    """
+    cfg = resolve_config(model, mvq, classifier=classifier)
+    report = compress(model, cfg, calib, importance=importance, backend=backend,
+                      progress=progress, first_conv=first_conv_names(model))
+    model.mvq_config = cfg
+    model.mvq_plan = report.plan
+    model.mvq_report = report
+    logger.info('MVQ: %d of %d layers compressed (%s); dense: %s', len(report.plan.compressed),
+                len(report.plan), type(model).__name__,
+                ', '.join(f'{lp.name} ({lp.reason})' for lp in report.plan.skipped) or 'none')
+    return model
+
+
+def _check_offline(name: str) -> None:
+    if name.startswith(_HUB_PREFIXES):
+        raise ValueError(f'model name {name!r} refers to the Hugging Face hub and would '
+                         'download; use the architecture name and pretrained_file=LOCAL_FILE')
+
+
+def create_dense_model(name: str, pretrained_file: str | Path | None = None,
+                       **timm_kwargs: Any) -> nn.Module:
+    """``timm.create_model`` with dense weights from a local file only.
+
+    Args:
+        name: timm architecture name (e.g. ``'resnet50'`` or ``'resnet50.a1_in1k'``).
+        pretrained_file: A local checkpoint (``.pth``/``.safetensors``/...) loaded by timm's
+            own loader (``pretrained_cfg_overlay=dict(file=...)``), so its filter function,
+            ``num_classes`` and ``in_chans`` adaptation apply. Timm drops the file's
+            classifier when ``num_classes`` differs from ``pretrained_cfg['num_classes']``;
+            for a checkpoint with N classes pass ``pretrained_cfg_overlay=dict(num_classes=N)``.
+            ``None``: random init.
+        **timm_kwargs: Passed to ``timm.create_model`` (``num_classes``, ``in_chans``,
+            ``img_size``, ``drop_path_rate``...). ``pretrained=True`` needs a file.
+
+    Returns:
+        The dense timm model.
+
+    Raises:
+        ValueError: When the call would download (hub names, ``pretrained=True`` without a
+            file).
+        FileNotFoundError: When ``pretrained_file`` does not exist.
+    """
+    _check_offline(name)
+    pretrained = timm_kwargs.pop('pretrained', None)
+    if pretrained_file is None:
+        if pretrained:
+            raise ValueError('pretrained=True would download weights; pass '
+                             'pretrained_file=LOCAL_FILE instead')
+        return timm.create_model(name, pretrained=False, **timm_kwargs)
+    if pretrained is False:
+        raise ValueError('pretrained=False contradicts pretrained_file; drop one of them')
+    path = Path(pretrained_file)
+    if not path.is_file():
+        raise FileNotFoundError(f'pretrained_file {str(path)!r} does not exist')
+    overlay = dict(timm_kwargs.pop('pretrained_cfg_overlay', None) or {})
+    overlay['file'] = str(path)
+    # A file wins over url/hub in timm's resolution unless the source is the hub itself.
+    if overlay.get('source') == 'hf-hub':
+        raise ValueError("pretrained_cfg_overlay source='hf-hub' would download")
+    logger.info('timm: %s with dense weights from %s', name, path)
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay,
+                             **timm_kwargs)
+
+
+def create_model(name: str, mvq: MVQConfig | Mapping[str, Any] | None = None,
+                 pretrained_file: str | Path | None = None,
+                 calib: Callable[[nn.Module], torch.Tensor] | None = None, *,
+                 classifier: Mapping[str, Any] | bool | None = None,
+                 importance: str | Importance | None = None, backend: str = 'auto',
+                 progress: ProgressFn | None = None, **timm_kwargs: Any) -> nn.Module:
+    """Creates a timm model and compresses it with MVQ: the one call.
+
+    Args:
+        name: timm architecture name.
+        mvq: An :class:`MVQConfig`, a dict of its fields, or ``None`` for the defaults.
+        pretrained_file: Local dense checkpoint (see :func:`create_dense_model`); the
+            clustering runs on these weights. ``None``: random init.
+        calib: ``calib(model) -> scalar loss`` (Taylor importance).
+        classifier: The classifier rule (see :func:`resolve_config`), e.g.
+            ``dict(num_codewords=2048, block_size=4)``.
+        importance: Overrides the config's importance.
+        backend: k-means search backend.
+        progress: Optional per-layer progress callback.
+        **timm_kwargs: Passed to ``timm.create_model``.
+
+    Returns:
+        The compressed timm model with ``mvq_config``, ``mvq_plan`` and ``mvq_report``.
+    """
+    model = create_dense_model(name, pretrained_file, **timm_kwargs)
+    return wrap(model, mvq, classifier=classifier, calib=calib, importance=importance,
+                backend=backend, progress=progress)
+
+
+def load_model(name: str, path: str | Path, *, strict: bool = True,
+               **timm_kwargs: Any) -> nn.Module:
+    """A fresh ``timm.create_model(name, **timm_kwargs)`` with an MVQ artifact loaded into it.
+
+    No clustering runs: codebooks, assignments, masks and the dense rest come from the
+    artifact (``mvq_plugin.load``).
+
+    Args:
+        name: timm architecture name the artifact was saved from.
+        path: The ``.mvq`` artifact written by ``mvq_plugin.save``.
+        strict: Passed to ``mvq_plugin.load``.
+        **timm_kwargs: The ``timm.create_model`` arguments the saved model was built with
+            (``num_classes``, ``in_chans``, ``img_size``...); ``pretrained`` is not allowed.
+
+    Returns:
+        The compressed model; ``mvq_config`` is the config stored in the artifact (``None``
+        without one), ``mvq_plan`` and ``mvq_report`` are ``None`` (nothing was clustered).
+    """
+    import mvq_plugin  # the artifact API lives at the package top level
+
+    _check_offline(name)
+    if timm_kwargs.pop('pretrained', False):
+        raise ValueError('load_model takes its weights from the artifact; drop pretrained')
+    model = timm.create_model(name, pretrained=False, **timm_kwargs)
+    mvq_plugin.load(model, path, strict=strict)
+    if not hasattr(model, 'mvq_config'):
+        model.mvq_config = None
+    model.mvq_plan = None
+    model.mvq_report = None
+    return model
+
+
+def param_groups(model: nn.Module, weight_decay: float = 0.0,
+                 codebook_weight_decay: float = 0.0) -> list[dict[str, Any]]:
+    """timm-style optimizer parameter groups with the codewords in a group of their own.
+
+    Every other trainable parameter is grouped by timm's ``param_groups_weight_decay`` (no
+    decay for biases, norm and other 1-D parameters and the model's ``no_weight_decay()``
+    names). Use as ``create_optimizer_v2(model, opt, lr=...,
+    param_group_fn=lambda m: param_groups(m, weight_decay))``.
+
+    Args:
+        model: A compressed model.
+        weight_decay: Weight decay of the decayed (non-codebook) parameters.
+        codebook_weight_decay: Weight decay of the codewords (0 by default, DESIGN.md 2.5).
+
+    Returns:
+        ``[{'params': codebooks, 'weight_decay': codebook_weight_decay}, *timm_groups]``
+        (empty groups left out).
+    """
+    from timm.optim import param_groups_weight_decay
+
+    books = [q.codebook for q in quantized_layers(model).values() if q.codebook.requires_grad]
+    book_ids = {id(p) for p in books}
+    no_decay = getattr(model, 'no_weight_decay', None)
+    skip = set(no_decay()) if callable(no_decay) else set()
+    groups = []
+    if books:
+        groups.append(dict(params=books, weight_decay=codebook_weight_decay))
+    for group in param_groups_weight_decay(model, weight_decay, no_weight_decay_list=skip):
+        params = [p for p in group['params'] if id(p) not in book_ids]
+        if params:
+            groups.append({**group, 'params': params})
+    return groups
