@@ -12,7 +12,7 @@ model = dict(_delete_=True, type='mvq_plugin.MVQModel', model={{_base_.model}},
                       r'^roi_head\.mask_head\.conv_logits$'])
 custom_hooks = [
     {{_base_.mvq_hook}},
-    dict(type='mvq_plugin.HardwareCostHook', input_shape=(1, 3, 128, 128), arch='mvq',
+    dict(type='mvq_plugin.HardwareCostHook', trace='data', arch='mvq',
          baseline='ews', arch_overrides=dict(rows=64, cols=64)),
 ]
 max_iters = 100

@@ -4,7 +4,7 @@
 _base_ = [
     'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
     '../_base_/mvq/mvq_2-8_k256.py',
-    '../_base_/hw/mvq_vs_ews_64x64.py',
+    '../_base_/hw/mvq_vs_ews_64x64_data.py',
 ]
 custom_imports = dict(imports=['mvq_plugin'], allow_failed_imports=False)
 model = dict(_delete_=True, type='mvq_plugin.MVQModel', model={{_base_.model}},

@@ -195,13 +195,11 @@ class MVQHook(Hook):
                                           / max(len(self.layer_errors), 1))}
         for name, err in self.layer_errors.items():
             scalars[f'mvq/rel_error/{name}'] = err
-        # Headline figures join the train log (and, through the LoggerHook, every
-        # visualizer backend); the per-layer errors go to the backends directly.
-        headline = ('mvq/compression_ratio', 'mvq/bits', 'mvq/mean_rel_error')
-        for key in headline:
+        # Every figure goes to the visualizer backends now; the headline ones also join the
+        # train log lines.
+        runner.visualizer.add_scalars(scalars, step=runner.iter)
+        for key in ('mvq/compression_ratio', 'mvq/bits', 'mvq/mean_rel_error'):
             runner.message_hub.update_scalar(f'train/{key}', scalars[key])
-        runner.visualizer.add_scalars({k: v for k, v in scalars.items() if k not in headline},
-                                      step=runner.iter)
         runner.logger.info(f'MVQHook: compression ratio {stats.compression_ratio:.2f}x, '
                            f'{stats.bits / 8 / 2**20:.3f} MiB, mean relative error '
                            f'{scalars["mvq/mean_rel_error"]:.4f}')

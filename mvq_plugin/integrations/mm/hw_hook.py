@@ -22,7 +22,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from ...core import pending_layers, quantized_layers
-from ...hw import HardwareEstimator
+from ...hw import HardwareEstimator, extract_workload
 from .registry import HOOKS
 
 __all__ = ['HardwareCostHook']
@@ -32,11 +32,8 @@ LOGGED = ('hw/cycles', 'hw/energy_uj', 'hw/tops_per_w', 'hw/speedup', 'hw/energy
 
 
 def _tensor_forward(model: torch.nn.Module, inputs: torch.Tensor) -> Any:
-    """OpenMMLab models trace in ``tensor`` mode (backbone/neck/head, no post-processing)."""
-    try:
-        return model(inputs, mode='tensor')
-    except TypeError:
-        return model(inputs)
+    """OpenMMLab models trace in ``tensor`` mode (backbone/neck/heads, no post-processing)."""
+    return model(inputs, mode='tensor')
 
 
 @HOOKS.register_module()
@@ -50,6 +47,11 @@ class HardwareCostHook(Hook):
         arch_overrides: :class:`~mvq_plugin.hw.ArrayConfig` fields for both (rows, cols...).
         table: Energy/area table (path or dict; default: the shipped 40 nm table).
         node_nm: Technology node.
+        trace: ``'shape'`` traces a zero input of ``input_shape`` on meta tensors (classifiers,
+            segmentors); ``'data'`` traces the first sample of the validation (or test)
+            dataloader through the model's data preprocessor, with its data samples, for
+            models whose tensor-mode forward needs them (two-stage detectors: the RoI heads
+            then see the real number of proposals); ``input_shape`` is then ignored.
         every_val: Also report after every validation.
         out_dir: Folder under the work dir for the report files.
         formats: Report formats written.
@@ -59,12 +61,17 @@ class HardwareCostHook(Hook):
 
     def __init__(self, input_shape: Sequence[int] = (1, 3, 224, 224), arch: Any = 'mvq',
                  baseline: Any = 'ews', arch_overrides: dict | None = None, table: Any = None,
-                 node_nm: float | None = None, every_val: bool = True, out_dir: str = 'hw',
+                 node_nm: float | None = None, trace: str = 'shape', every_val: bool = True,
+                 out_dir: str = 'hw',
                  formats: Sequence[str] = ('json', 'csv', 'md', 'png')) -> None:
         self.estimator = HardwareEstimator(arch=arch, input_shape=tuple(input_shape),
                                            baseline=baseline, table=table, node_nm=node_nm,
                                            arch_overrides=dict(arch_overrides or {}),
                                            forward_fn=_tensor_forward)
+        if trace not in ('shape', 'data'):
+            raise ValueError(f"HardwareCostHook.trace={trace!r}; choose 'shape' or 'data'")
+        self.trace = trace
+        self._example: tuple[torch.Tensor, Any] | None = None
         self.every_val = every_val
         self.out_dir = out_dir
         self.formats = tuple(formats)
@@ -74,19 +81,34 @@ class HardwareCostHook(Hook):
     def _model(self, runner) -> torch.nn.Module:
         return runner.model.module if is_model_wrapper(runner.model) else runner.model
 
+    def _data_example(self, runner, model: torch.nn.Module) -> tuple[torch.Tensor, Any]:
+        """First sample of the val (or test) dataloader, preprocessed: (inputs, samples)."""
+        if self._example is None:
+            loop = runner.val_loop if runner._val_loop is not None else runner.test_loop
+            batch = next(iter(loop.dataloader))
+            data = model.data_preprocessor(batch, False)
+            inputs, samples = data['inputs'], data.get('data_samples')
+            self._example = (inputs[:1], samples[:1] if samples is not None else None)
+        return self._example
+
     def _report(self, runner, tag: str) -> None:
         model = self._model(runner)
-        planned = bool(pending_layers(model))
-        report = self.estimator.estimate(model, plan=getattr(model, 'mvq_plan', None)
-                                         if planned else None)
+        plan = getattr(model, 'mvq_plan', None) if pending_layers(model) else None
+        if self.trace == 'data':
+            inputs, samples = self._data_example(runner, model)
+            workload = extract_workload(
+                model, example_inputs=inputs, plan=plan, trace='real',
+                forward_fn=lambda m, x: m(x, samples, mode='tensor'))
+            report = self.estimator.estimate_workload(workload)
+        else:
+            report = self.estimator.estimate(model, plan=plan)
         scalars = report.scalars()
         self.last_scalars = scalars
         step = runner.iter
         # Everything goes to the visualizer backends; the text log shows the headline.
+        runner.visualizer.add_scalars(scalars, step=step)
         for key in LOGGED:
             runner.message_hub.update_scalar(f'train/{key}', scalars[key])
-        runner.visualizer.add_scalars({k: v for k, v in scalars.items() if k not in LOGGED},
-                                      step=step)
         if is_main_process():
             report.write(osp.join(runner.work_dir, self.out_dir, tag), formats=self.formats)
         gains = report.gains().get('total', {}) if report.baseline is not None else {}

@@ -22,7 +22,8 @@ from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 pytestmark = pytest.mark.slow
 
 CLUSTER_LINE = re.compile(r'MVQHook: clustering \d+ layers')
-SMALL = dict(model__mvq__num_codewords=16, model__mvq__kmeans_iters=3, train_cfg__max_iters=2,
+SETTINGS = dict(model__mvq__num_codewords=16, model__mvq__kmeans_iters=3)
+SMALL = dict(SETTINGS, train_cfg__max_iters=2,
              train_cfg__val_interval=2, default_hooks__checkpoint__interval=2,
              train_dataloader__batch_size=2)
 
@@ -52,7 +53,7 @@ def _train_and_test(config: str, work, data: dict, metrics: tuple[str, ...]) -> 
         assert (work / 'mvq' / name).is_file(), name
     for ckpt in ('iter_2.pth', 'model.mvq'):
         test = run_tool('test.py', config, str(work / 'mvq' / ckpt), '--work-dir',
-                        str(work / f'test_{ckpt}'), *opts(**data))
+                        str(work / f'test_{ckpt}'), *opts(**data, **SETTINGS))
         out = test.stdout + test.stderr
         assert not CLUSTER_LINE.search(out)
         for metric in metrics:
