@@ -8,9 +8,24 @@ The core works on any ``nn.Module``::
     report = mvq.compress(model, cfg)
     print(mvq.compression_stats(model))
 """
-from .core import (CompressionReport, CompressionStats, MVQConfig, Plan, codebook_param_groups,
-                   compress, compression_stats, decode_mask, encode_mask, mask_code_bits,
-                   masked_kmeans, nm_mask, plan, quantized_layers, set_codebook_quant, to_dense)
+from .core import (
+    CompressionReport,
+    CompressionStats,
+    MVQConfig,
+    Plan,
+    codebook_param_groups,
+    compress,
+    compression_stats,
+    decode_mask,
+    encode_mask,
+    mask_code_bits,
+    masked_kmeans,
+    nm_mask,
+    plan,
+    quantized_layers,
+    set_codebook_quant,
+    to_dense,
+)
 from .io import ArtifactError, ArtifactInfo, load, save
 
 __version__ = '0.1.0'

@@ -1,207 +1,120 @@
-"""MVQ end to end on real data with the plain-PyTorch core.
+"""The main job on the embedded default: MVQ through the OpenMMLab pipeline, end to end.
 
-Trains a small ResNet on the full Fashion-MNIST training set for a fixed budget (or reuses the
-dense checkpoint of an earlier run), compresses it with MVQ, fine-tunes the codebooks briefly
-(int8 fake quantization in the last part), and prints dense vs compressed test accuracy,
-compression ratio and bits. Writes the dense checkpoint and a JSON summary to ``--work-dir``.
+1. Trains mmpretrain's ResNet-18 densely on the real Fashion-MNIST with ``tools/train.py``
+   (``configs/demo/resnet18_fashion-mnist_dense.py``), or reuses that checkpoint;
+2. fine-tunes it with MVQ (``configs/demo/resnet18_fashion-mnist_mvq.py``,
+   ``load_from`` = the dense checkpoint): 2:8 pruning + masked k-means (k=256, d=8) with
+   per-layer progress, codebook fine-tuning with int8 codebooks, test;
+3. the work dir then holds the ``.mvq`` artifact, the MVQ report, the hardware reports and
+   plots; a short summary is printed and written to ``summary.json``.
 
-    python tools/demo.py --work-dir work_dirs/demo
+    python tools/demo.py [--work-dir work_dirs/demo] [--dense-iters 1200] [--mvq-iters 400]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-import mvq_plugin as mvq
-from mvq_plugin.data import load_fashion_mnist
-
-logger = logging.getLogger('mvq_plugin.demo')
-MEAN, STD = 72.94, 90.02  # Fashion-MNIST pixel statistics (0-255)
+REPO = Path(__file__).resolve().parents[1]
+DENSE_CFG = 'configs/demo/resnet18_fashion-mnist_dense.py'
+MVQ_CFG = 'configs/demo/resnet18_fashion-mnist_mvq.py'
 
 
-class BasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 convs, projection shortcut when the shape changes)."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.downsample = None
-        if stride != 1 or c_in != c_out:
-            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                            nn.BatchNorm2d(c_out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+def _train(config: str, work_dir: Path, options: list[str]) -> float:
+    """Runs ``tools/train.py`` (output streamed); returns its wall time."""
+    cmd = [sys.executable, str(REPO / 'tools' / 'train.py'), config, '--work-dir',
+           str(work_dir), '--cfg-options', *options]
+    print('$', ' '.join(cmd), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, check=True)
+    return time.perf_counter() - start
 
 
-class SmallResNet(nn.Module):
-    """A ResNet for 28x28 grey images: 3x3 stem, three stride-2 stages, GAP, FC."""
-
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), num_classes: int = 10):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
-        self.layers = nn.Sequential(*[BasicBlock(widths[i], widths[i + 1], 2)
-                                      for i in range(len(widths) - 1)])
-        self.fc = nn.Linear(widths[-1], num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.layers(self.stem(x)).mean((2, 3)))
-
-
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    return (images.float() - MEAN) / STD
-
-
-def batches(images, labels, batch_size, gen=None, augment=False):
-    order = torch.randperm(len(labels), generator=gen) if gen is not None else \
-        torch.arange(len(labels))
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        x = normalise(images[idx])
-        if augment:  # random horizontal flip
-            flip = torch.rand(len(idx), generator=gen) < 0.5
-            x[flip] = x[flip].flip(-1)
-        yield x, labels[idx]
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, images, labels, batch_size: int = 1000) -> float:
-    model.eval()
-    correct = 0
-    for x, y in batches(images, labels, batch_size):
-        correct += int((model(x).argmax(1) == y).sum())
-    return correct / len(labels)
-
-
-def train(model, images, labels, *, steps, lr, batch_size, seed, param_groups=None,
-          on_step=None, log_every=100):
-    gen = torch.Generator().manual_seed(seed)
-    groups = param_groups if param_groups is not None else model.parameters()
-    opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
-                                                pct_start=0.15)
-    model.train()
-    step, start = 0, time.perf_counter()
-    while step < steps:
-        for x, y in batches(images, labels, batch_size, gen, augment=True):
-            if on_step is not None:
-                on_step(step)
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if step % log_every == 0 or step == steps:
-                logger.info('step %d/%d loss %.4f (%.1fs)', step, steps, float(loss),
-                            time.perf_counter() - start)
-            if step == steps:
-                break
+def _last(work_dir: Path, key: str) -> float:
+    """Last value of ``key`` in the run's ``vis_data/scalars.json`` files."""
+    values = []
+    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if key in record:
+                values.append(record[key])
+    if not values:
+        raise RuntimeError(f'no {key!r} logged under {work_dir}')
+    return float(values[-1])
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--work-dir', default='work_dirs/demo')
-    parser.add_argument('--data-root', default=None)
-    parser.add_argument('--dense-steps', type=int, default=700,
-                        help='dense training steps (batch 128; 469 = one epoch)')
-    parser.add_argument('--finetune-steps', type=int, default=300)
-    parser.add_argument('--k', type=int, default=256)
-    parser.add_argument('--d', type=int, default=8)
-    parser.add_argument('--nm', default='2:8')
-    parser.add_argument('--method', default='mvq', choices=['mvq', 'vq', 'prune_vq'])
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--threads', type=int, default=2)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s', datefmt='%H:%M:%S')
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    work = Path(args.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--work-dir', default='work_dirs/demo')
+    p.add_argument('--dense-iters', type=int, default=1200,
+                   help='dense training iterations (batch 128; 469 = one epoch)')
+    p.add_argument('--mvq-iters', type=int, default=400, help='codebook fine-tuning iterations')
+    p.add_argument('--k', type=int, default=256)
+    p.add_argument('--nm', default='2:8')
+    args = p.parse_args(argv)
+    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    work = Path(args.work_dir).resolve()
     n, m = (int(v) for v in args.nm.split(':'))
 
-    train_x, train_y = load_fashion_mnist('train', args.data_root)
-    test_x, test_y = load_fashion_mnist('test', args.data_root)
-    logger.info('Fashion-MNIST: %d train, %d test images', len(train_y), len(test_y))
-
-    model = SmallResNet()
-    dense_ckpt = work / f'dense_seed{args.seed}_steps{args.dense_steps}.pth'
-    t0 = time.perf_counter()
-    if dense_ckpt.exists():
-        model.load_state_dict(torch.load(dense_ckpt))
-        logger.info('reusing dense checkpoint %s', dense_ckpt)
+    dense_dir = work / f'dense_{args.dense_iters}'
+    dense_ckpt = dense_dir / f'iter_{args.dense_iters}.pth'
+    t_dense = 0.0
+    if dense_ckpt.is_file():
+        print(f'reusing the dense checkpoint {dense_ckpt}', flush=True)
     else:
-        train(model, train_x, train_y, steps=args.dense_steps, lr=0.1, batch_size=128,
-              seed=args.seed)
-        tmp = dense_ckpt.with_suffix('.tmp')
-        torch.save(model.state_dict(), tmp)
-        tmp.rename(dense_ckpt)
-    dense_acc = evaluate(model, test_x, test_y)
-    t_dense = time.perf_counter() - t0
-    logger.info('dense top-1 %.4f', dense_acc)
+        t_dense = _train(DENSE_CFG, dense_dir, [
+            f'train_cfg.max_iters={args.dense_iters}',
+            f'train_cfg.val_interval={args.dense_iters}',
+            f'default_hooks.checkpoint.interval={args.dense_iters}',
+            f'param_scheduler.1.end={args.dense_iters}'])
+    mvq_dir = work / 'mvq'
+    t_mvq = _train(MVQ_CFG, mvq_dir, [
+        f'load_from={dense_ckpt}', f'train_cfg.max_iters={args.mvq_iters}',
+        f'train_cfg.val_interval={args.mvq_iters}',
+        f'default_hooks.checkpoint.interval={args.mvq_iters}',
+        f'param_scheduler.0.end={args.mvq_iters}', f'model.mvq.num_codewords={args.k}',
+        f'model.mvq.n={n}', f'model.mvq.m={m}'])
 
-    cfg = mvq.MVQConfig(method=args.method, block_size=args.d, num_codewords=args.k, n=n, m=m,
-                        seed=args.seed, kmeans_iters=30)
-    logger.info('plan:\n%s', mvq.plan(model, cfg))
-    t0 = time.perf_counter()
-    report = mvq.compress(model, cfg)
-    t_compress = time.perf_counter() - t0
-    clustered_acc = evaluate(model, test_x, test_y)
-    logger.info('after clustering (no fine-tuning) top-1 %.4f', clustered_acc)
-
-    quant_from = int(args.finetune_steps * 0.7)
-    t0 = time.perf_counter()
-    train(model, train_x, train_y, steps=args.finetune_steps, lr=0.01, batch_size=128,
-          seed=args.seed + 1, param_groups=mvq.codebook_param_groups(model, 5e-4),
-          on_step=lambda s: s == quant_from and mvq.set_codebook_quant(model, True))
-    t_finetune = time.perf_counter() - t0
-    mvq_acc = evaluate(model, test_x, test_y)
-    stats = mvq.compression_stats(model, normalise(test_x[:1]))
-
+    report = json.loads((mvq_dir / 'mvq_report.json').read_text())
+    comp = report['compression']
+    hw = json.loads((mvq_dir / 'hw' / f'val_{args.mvq_iters}' / 'hw_report.json').read_text())
+    gains = hw['gains']
     summary = dict(
-        method=args.method, k=args.k, d=args.d, nm=args.nm,
-        dense_top1=dense_acc, clustered_top1=clustered_acc, mvq_top1=mvq_acc,
-        compression_ratio=stats.compression_ratio, bits=stats.bits,
-        bits_by_part=dict(indices=stats.bits_indices, masks=stats.bits_masks,
-                          codebooks=stats.bits_codebooks, uncompressed=stats.bits_uncompressed),
-        dense_bytes_fp32=4 * stats.params_total, compressed_bytes=stats.bytes,
-        macs_dense=stats.macs_dense, macs_effective=stats.macs_effective,
-        layers_compressed=stats.num_compressed_layers,
-        seconds=dict(dense=t_dense, compress=t_compress, finetune=t_finetune),
-        per_layer=report.records())
+        dense_top1=_last(dense_dir, 'accuracy/top1'), mvq_top1=_last(mvq_dir, 'accuracy/top1'),
+        compression_ratio=comp['compression_ratio'], accounted_bytes=comp['bits'] / 8,
+        dense_bytes_fp32=4 * comp['params_total'], artifact=str(mvq_dir / 'model.mvq'),
+        artifact_bytes=report['artifact']['bytes'], hw_cycles=hw['totals']['cycles'],
+        hw_energy_uj=hw['totals']['energy_uj'], ews_cycles=hw['baseline']['totals']['cycles'],
+        ews_energy_uj=hw['baseline']['totals']['energy_uj'],
+        energy_efficiency=gains['total']['energy_efficiency'],
+        energy_efficiency_sparsity_only=gains['sparsity_only']['energy_efficiency'],
+        energy_efficiency_vq_only=gains['vq_only']['energy_efficiency'],
+        speedup=gains['total']['speedup'], seconds=dict(dense=t_dense, mvq=t_mvq))
     (work / 'summary.json').write_text(json.dumps(summary, indent=2))
     lines = [
-        '',
-        '=== MVQ demo (Fashion-MNIST, SmallResNet) ===',
-        f'dense top-1              : {dense_acc:.2%}',
-        f'MVQ top-1, no fine-tune  : {clustered_acc:.2%}',
-        f'MVQ top-1, fine-tuned    : {mvq_acc:.2%}  ({args.method}, k={args.k}, d={args.d}, '
-        f'N:M={args.nm}, int8 codebooks)',
-        f'compression ratio        : {stats.compression_ratio:.1f}x '
-        f'({4 * stats.params_total:,} B fp32 -> {stats.bytes:,.0f} B)',
-        f'bits                     : {stats.bits:,} = indices {stats.bits_indices:,} + masks '
-        f'{stats.bits_masks:,} + codebooks {stats.bits_codebooks:,} + uncompressed '
-        f'{stats.bits_uncompressed:,}',
-        f'MACs                     : {stats.macs_dense:,} dense -> {stats.macs_effective:,} '
-        f'effective ({stats.macs_effective / stats.macs_dense:.0%})',
-        f'time (s)                 : dense {t_dense:.0f}, compress {t_compress:.1f}, '
-        f'fine-tune {t_finetune:.0f}',
-        f'summary                  : {work / "summary.json"}',
+        '', '=== MVQ demo: mmpretrain ResNet-18 on Fashion-MNIST (real 60k/10k) ===',
+        f'dense top-1          : {summary["dense_top1"]:.2f}%',
+        f'MVQ top-1            : {summary["mvq_top1"]:.2f}%  (N:M={args.nm}, k={args.k}, d=8, '
+        f'int8 codebooks, {args.mvq_iters} fine-tuning iterations)',
+        f'compression ratio    : {summary["compression_ratio"]:.1f}x  '
+        f'({summary["dense_bytes_fp32"]:,} B fp32 -> {summary["accounted_bytes"]:,.0f} B '
+        'accounted)',
+        f'artifact             : {summary["artifact_bytes"]:,} B  {summary["artifact"]}',
+        f'accelerator (1x28x28): {summary["hw_cycles"]:,.0f} cycles, '
+        f'{summary["hw_energy_uj"]:.2f} uJ vs EWS {summary["ews_cycles"]:,.0f} cycles, '
+        f'{summary["ews_energy_uj"]:.2f} uJ',
+        f'energy efficiency    : {summary["energy_efficiency"]:.2f}x vs EWS (sparsity only '
+        f'{summary["energy_efficiency_sparsity_only"]:.2f}x, VQ only '
+        f'{summary["energy_efficiency_vq_only"]:.2f}x); speed {summary["speedup"]:.2f}x',
+        f'time                 : dense {t_dense:.0f} s, MVQ {t_mvq:.0f} s',
+        f'work dir             : {work}  (reports: mvq/mvq_report.md, mvq/hw/)',
     ]
-    logger.info('\n'.join(lines))
+    print('\n'.join(lines), flush=True)
     return summary
 
 

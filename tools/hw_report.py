@@ -9,6 +9,9 @@ Examples::
     python tools/hw_report.py --topology net.csv --arch ws --rows 32 --cols 32 --format csv
     # Markdown plus PNG plots
     python tools/hw_report.py --timm resnet50 --format md --plot work_dirs/hw
+    # an OpenMMLab MVQ config, planned with its own settings, or its trained artifact
+    python tools/hw_report.py --config configs/mmdet/mask-rcnn_r50_fpn_mvq-2-8-k256_1x_coco.py \
+        --input-shape 1 3 800 1216 [--checkpoint work_dirs/mvq/model.mvq]
 
 A dense network costed on an architecture with the sparse array or the VQ weight stream
 (``mvq``) is first planned with ``--block-size/--codewords/--nm`` (``mvq_plugin.plan``, the
@@ -34,7 +37,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument('--timm', metavar='NAME', help='timm model name (pretrained=False)')
     src.add_argument('--topology', metavar='CSV', help='SCALE-Sim topology CSV')
-    src.add_argument('--config', metavar='PY', help='OpenMMLab config (not available yet)')
+    src.add_argument('--config', metavar='PY',
+                     help='OpenMMLab config (mmpretrain/mmdet/mmseg; an MVQ config is costed '
+                          'with its own MVQ settings)')
+    p.add_argument('--checkpoint', default=None,
+                   help='with --config: a checkpoint of an MVQ run or a .mvq artifact, to cost '
+                        'the real compressed model (its codewords used, index entropy)')
     p.add_argument('--arch', default='mvq', help='ws | ews | mvq (default: mvq)')
     p.add_argument('--baseline', default=None,
                    help='architecture the dense network is compared on (e.g. ews); '
@@ -47,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--node', type=float, default=None, help='technology node in nm (default 40)')
     p.add_argument('--table', default=None, help='energy/area YAML table (default built-in)')
     p.add_argument('--input-shape', type=int, nargs='+', default=[1, 3, 224, 224],
-                   metavar='N', help='input shape for --timm (default 1 3 224 224)')
+                   metavar='N', help='input shape for --timm/--config (default 1 3 224 224)')
     p.add_argument('--block-size', type=int, default=8, help='MVQ d for planning (default 8)')
     p.add_argument('--codewords', type=int, default=256, help='MVQ k for planning (default 256)')
     p.add_argument('--nm', default='2:8', help='MVQ N:M for planning (default 2:8)')
@@ -61,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_workload(args: argparse.Namespace, needs_plan: bool):
-    """The workload from --timm or --topology, planned for MVQ when the arch needs it."""
+    """The workload from --timm, --config or --topology, planned for MVQ when needed."""
     from mvq_plugin import hw
     n, m = (int(v) for v in args.nm.split(':'))
     if args.topology:
@@ -70,6 +78,8 @@ def build_workload(args: argparse.Namespace, needs_plan: bool):
         if needs_plan and not any(lay.compressed for lay in workload):
             workload = workload.with_compression(args.block_size, args.codewords, n, m)
         return workload
+    if args.config:
+        return build_mm_workload(args, needs_plan)
     import timm
 
     import mvq_plugin as mvq
@@ -82,13 +92,58 @@ def build_workload(args: argparse.Namespace, needs_plan: bool):
     return hw.extract_workload(model, tuple(args.input_shape), plan=plan, name=args.timm)
 
 
+def _mm_forward_fn(scope: str, shape: tuple[int, ...]):
+    """Tensor-mode forward; detectors get data samples describing the input (no data read)."""
+    if scope != 'mmdet':
+        return lambda model, x: model(x, mode='tensor')
+    from mmdet.structures import DetDataSample
+    h, w = shape[-2:]
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
+                scale_factor=(1.0, 1.0))
+    samples = [DetDataSample(metainfo=meta) for _ in range(shape[0])]
+    return lambda model, x: model(x, samples, mode='tensor')
+
+
+def build_mm_workload(args: argparse.Namespace, needs_plan: bool):
+    """The workload of an OpenMMLab config's model (planned, or compressed from --checkpoint)."""
+    import copy
+
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    from mmengine.runner.checkpoint import load_checkpoint
+
+    import mvq_plugin as mvq
+    from mvq_plugin import hw
+    cfg = Config.fromfile(args.config)
+    scope = cfg.get('default_scope', 'mmengine')
+    init_default_scope(scope)
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(model_cfg)
+    if args.checkpoint:
+        if args.checkpoint.endswith('.mvq'):
+            mvq.load(model, args.checkpoint)
+        else:
+            load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    plan = None
+    if needs_plan and mvq.core.pending_layers(model):
+        plan = model.mvq_plan  # an MVQ config: its own settings, not yet clustered
+    elif needs_plan and not mvq.quantized_layers(model):
+        n, m = (int(v) for v in args.nm.split(':'))
+        plan = mvq.plan(model, mvq.MVQConfig(block_size=args.block_size,
+                                             num_codewords=args.codewords, n=n, m=m))
+    shape = tuple(args.input_shape)
+    return hw.extract_workload(model, shape, plan=plan, forward_fn=_mm_forward_fn(scope, shape),
+                               name=Path(args.config).stem)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format='%(message)s')
-    if args.config:
-        print('error: --config (OpenMMLab configs) is not available yet; use --timm or '
-              '--topology', file=sys.stderr)
+    if args.checkpoint and not args.config:
+        print('error: --checkpoint needs --config', file=sys.stderr)
         return 2
     from mvq_plugin import hw
     arch = hw.get_arch(args.arch, rows=args.rows, cols=args.cols,

@@ -22,7 +22,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator
 
-max_iters = 600
+max_iters = 1200
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
@@ -34,3 +34,4 @@ default_hooks = dict(
                     max_keep_ckpts=1),
     logger=dict(type='LoggerHook', interval=50))
 randomness = dict(seed=0, deterministic=False)
+log_processor = dict(by_epoch=False)

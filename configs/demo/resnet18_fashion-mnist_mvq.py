@@ -1,6 +1,6 @@
 # MVQ (2:8, k=256, d=8, int8 codebooks) fine-tuning of the dense Fashion-MNIST ResNet-18:
 #   python tools/train.py configs/demo/resnet18_fashion-mnist_mvq.py \
-#       --cfg-options load_from=work_dirs/demo/dense/iter_600.pth
+#       --cfg-options load_from=work_dirs/demo/dense_1200/iter_1200.pth
 # Only the codewords (and BN/biases) train; masks and assignments are fixed.
 _base_ = [
     './resnet18_fashion-mnist_dense.py',
@@ -15,7 +15,7 @@ custom_hooks = [
     dict(type='mvq_plugin.HardwareCostHook', input_shape=(1, 1, 28, 28), arch='mvq',
          baseline='ews', arch_overrides=dict(rows=64, cols=64)),
 ]
-max_iters = 200
+max_iters = 400
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4),
     paramwise_cfg=dict(custom_keys={'.codebook': dict(decay_mult=0.0)}))

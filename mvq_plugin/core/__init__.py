@@ -1,15 +1,26 @@
 """The MVQ algorithm in plain PyTorch (no mmengine, no timm)."""
 from .accounting import CompressionStats, LayerBits, compression_stats, layer_bits
 from .blocking import from_subvectors, to_subvectors
-from .compress import (CompressionReport, check_patterns, LayerPlan, LayerReport, Plan, codebook_param_groups,
-                       compress, is_compressed, plan, quantized_layers, register_layer_type,
-                       set_codebook_quant, to_dense)
+from .compress import (
+                       CompressionReport,
+                       LayerPlan,
+                       LayerReport,
+                       Plan,
+                       check_patterns,
+                       codebook_param_groups,
+                       compress,
+                       is_compressed,
+                       plan,
+                       quantized_layers,
+                       register_layer_type,
+                       set_codebook_quant,
+                       to_dense,
+)
 from .config import LayerConfig, MVQConfig
 from .importance import IMPORTANCE, get_importance
 from .kmeans import KMeansResult, masked_kmeans, masked_sse
 from .nm import decode_mask, encode_mask, mask_code_bits, nm_mask
-from .parametrize import (STAGE_CLUSTERED, STAGE_DENSE, STAGE_PRUNED, MVQWeight,
-                          fake_quant_int8)
+from .parametrize import STAGE_CLUSTERED, STAGE_DENSE, STAGE_PRUNED, MVQWeight, fake_quant_int8
 from .staged import cluster_prepared, layer_stages, pending_layers, prepare, prune_prepared
 
 __all__ = [
@@ -18,7 +29,8 @@ __all__ = [
     'set_codebook_quant', 'compression_stats', 'CompressionStats', 'layer_bits', 'LayerBits',
     'masked_kmeans', 'masked_sse', 'KMeansResult', 'nm_mask', 'encode_mask', 'decode_mask',
     'mask_code_bits', 'to_subvectors', 'from_subvectors', 'MVQWeight', 'fake_quant_int8',
-    'IMPORTANCE', 'get_importance', 'check_patterns', 'prepare', 'prune_prepared', 'cluster_prepared',
+    'IMPORTANCE', 'get_importance', 'check_patterns', 'prepare', 'prune_prepared',
+    'cluster_prepared',
     'pending_layers', 'layer_stages', 'STAGE_DENSE', 'STAGE_PRUNED', 'STAGE_CLUSTERED',
     'register_layer_type',
 ]

@@ -33,7 +33,8 @@ LAYER_FIELDS = ('block_size', 'num_codewords', 'n', 'm', 'method', 'vector_axis'
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
-        raise ValueError(f'MVQConfig.{name}={value!r} is not allowed; choose one of {list(allowed)}')
+        raise ValueError(f'MVQConfig.{name}={value!r} is not allowed; '
+                         f'choose one of {list(allowed)}')
 
 
 def _check_int(name: str, value: Any, low: int, high: float = math.inf) -> None:
@@ -79,9 +80,9 @@ class LayerConfig:
         _check_int('m', self.m, 1)
         _check_int('n', self.n, 1, self.m)
         if self.method != 'vq' and self.n < self.m and self.block_size % self.m:
+            divisors = [x for x in range(1, self.block_size + 1) if self.block_size % x == 0]
             raise ValueError(f'MVQConfig.m={self.m} must divide block_size={self.block_size} '
-                             f'(N:M groups live inside a sub-vector); allowed m: '
-                             f'{[x for x in range(1, self.block_size + 1) if self.block_size % x == 0]}')
+                             f'(N:M groups live inside a sub-vector); allowed m: {divisors}')
         _check_choice('method', self.method, METHODS)
         _check_choice('vector_axis', self.vector_axis, VECTOR_AXES)
         _check_int('kmeans_iters', self.kmeans_iters, 0)

@@ -27,8 +27,15 @@ from torch.nn.utils import parametrize
 
 from .accounting import layer_bits
 from .blocking import to_subvectors
-from .compress import (CompressionReport, LayerReport, Plan, ProgressFn, _cluster_layer, plan,
-                       quantized_layers)
+from .compress import (
+    CompressionReport,
+    LayerReport,
+    Plan,
+    ProgressFn,
+    _cluster_layer,
+    plan,
+    quantized_layers,
+)
 from .config import MVQConfig
 from .importance import get_importance
 from .nm import nm_mask

@@ -19,8 +19,14 @@ from .cost import ENERGY_COMPONENTS, array_area, layer_costs, ws_cycles, ws_sram
 from .estimator import EWS_SWITCHES, HardwareEstimator, ablation, cost_workload, estimate
 from .report import FORMATS, VARIANTS, HardwareReport
 from .tables import DEFAULT_TABLE, CostTable, load_table
-from .workload import (LayerWorkload, Workload, extract_workload, mask_bits_per_subvector,
-                       read_topology, write_topology)
+from .workload import (
+                       LayerWorkload,
+                       Workload,
+                       extract_workload,
+                       mask_bits_per_subvector,
+                       read_topology,
+                       write_topology,
+)
 
 __all__ = [
     'estimate', 'HardwareEstimator', 'HardwareReport', 'ablation', 'cost_workload',

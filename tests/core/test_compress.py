@@ -7,8 +7,13 @@ import torchvision
 from torch import nn
 
 import mvq_plugin as mvq
-from mvq_plugin.core import (blocking, codebook_param_groups, is_compressed, layer_bits,
-                             set_codebook_quant)
+from mvq_plugin.core import (
+    blocking,
+    codebook_param_groups,
+    is_compressed,
+    layer_bits,
+    set_codebook_quant,
+)
 
 CFG = dict(num_codewords=16, kmeans_iters=10)
 

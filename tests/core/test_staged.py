@@ -6,8 +6,16 @@ import torch
 from torch import nn
 
 import mvq_plugin as mvq
-from mvq_plugin.core import (STAGE_CLUSTERED, STAGE_DENSE, STAGE_PRUNED, cluster_prepared,
-                             layer_stages, pending_layers, prepare, prune_prepared)
+from mvq_plugin.core import (
+    STAGE_CLUSTERED,
+    STAGE_DENSE,
+    STAGE_PRUNED,
+    cluster_prepared,
+    layer_stages,
+    pending_layers,
+    prepare,
+    prune_prepared,
+)
 
 
 def _net() -> nn.Module:

@@ -6,8 +6,13 @@ import pytest
 from PIL import Image
 
 from mvq_plugin.data import load_fashion_mnist
-from mvq_plugin.data.canvas import (SEG_CLASSES, CanvasSpec, _canvases, make_coco_instances,
-                                    make_semantic_seg)
+from mvq_plugin.data.canvas import (
+    SEG_CLASSES,
+    CanvasSpec,
+    _canvases,
+    make_coco_instances,
+    make_semantic_seg,
+)
 
 pycocotools = pytest.importorskip('pycocotools.coco')
 

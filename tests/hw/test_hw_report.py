@@ -115,7 +115,27 @@ def test_cli_topology(tmp_path, capsys):
     assert cli.main(['--topology', str(topo), '--format', 'md', '--baseline', 'none',
                      '--output', str(out)]) == 0
     assert out.read_text().startswith('# Hardware report: net on mvq')
-    assert cli.main(['--config', 'x.py']) == 2
+    assert cli.main(['--topology', str(topo), '--checkpoint', 'x.pth']) == 2
+
+
+@pytest.mark.slow
+def test_cli_config_mvq_and_detector(tmp_path, capsys):
+    pytest.importorskip('mmdet')
+    cli = _cli()
+    # An MVQ config is planned with its own settings (k=256, 2:8); the stem stays dense.
+    assert cli.main(['--config', str(ROOT / 'configs/demo/resnet18_fashion-mnist_mvq.py'),
+                     '--input-shape', '1', '1', '28', '28', '--format', 'json']) == 0
+    doc = json.loads(capsys.readouterr().out)
+    layers = {lay['name']: lay for lay in doc['layers']}
+    assert not layers['backbone.conv1']['compressed']
+    assert layers['backbone.layer1.0.conv1']['num_codewords'] == 256
+    assert doc['totals']['macs'] < doc['totals']['dense_macs']
+    # A two-stage detector traces with data samples describing the input.
+    assert cli.main(['--config', str(ROOT / 'configs/demo/mask-rcnn_r50_fpn_canvas_mvq.py'),
+                     '--input-shape', '1', '3', '128', '128', '--format', 'json']) == 0
+    doc = json.loads(capsys.readouterr().out)
+    names = [lay['name'] for lay in doc['layers']]
+    assert 'roi_head.bbox_head.shared_fcs.0' in names and 'neck.fpn_convs.0.conv' in names
 
 
 @pytest.mark.slow

@@ -186,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', default='tests/hw/data/scalesim_golden.json')
     parser.add_argument('--only', nargs='*', help='layer names to run (default: all)')
     args = parser.parse_args(argv)
-    import scalesim  # noqa: F401  (fail early outside the SCALE-Sim venv)
     from importlib.metadata import version
+
+    import scalesim  # noqa: F401  (fail early outside the SCALE-Sim venv)
     records = []
     for rows, cols in ARRAYS:
         layers = [lay for lay in LAYERS if (not args.only or lay[0] in args.only)

@@ -30,9 +30,16 @@ from mmengine.dist import broadcast, get_dist_info, is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from ...core import (STAGE_DENSE, STAGE_PRUNED, cluster_prepared, compression_stats,
-                     layer_stages, pending_layers, prune_prepared, quantized_layers,
-                     set_codebook_quant)
+from ...core import (
+    STAGE_DENSE,
+    cluster_prepared,
+    compression_stats,
+    layer_stages,
+    pending_layers,
+    prune_prepared,
+    quantized_layers,
+    set_codebook_quant,
+)
 from .model import dense_loaded_layers
 from .registry import HOOKS
 
@@ -94,11 +101,19 @@ class MVQHook(Hook):
         load_from = runner.cfg.get('load_from')
         if load_from and not osp.isfile(load_from):
             raise FileNotFoundError(f'load_from={load_from!r}: checkpoint file not found')
-        if self.sparse_finetune_iters and not any(
-                q.mask.numel() and model.get_submodule(n).parametrizations.weight.original
-                .requires_grad for n, q in quantized_layers(model).items()):
+        trainable = [model.get_submodule(name).parametrizations.weight.original.requires_grad
+                     for name in quantized_layers(model)]
+        if self.sparse_finetune_iters and pending_layers(model) and not all(trainable):
             raise ValueError('MVQHook.sparse_finetune_iters > 0 needs the dense weights to be '
                              'trainable: set model.sparse_finetune=True')
+        wrapper = runner.cfg.get('model_wrapper_cfg') or {}
+        unused_ok = wrapper.get('find_unused_parameters', runner.cfg.get(
+            'find_unused_parameters', False))
+        if self.sparse_finetune_iters and get_dist_info()[1] > 1 and not unused_ok:
+            # The codewords get no gradient before clustering, the dense weights none after.
+            raise ValueError('MVQHook.sparse_finetune_iters > 0 under DDP needs '
+                             'find_unused_parameters=True (top-level config key or '
+                             'model_wrapper_cfg.find_unused_parameters)')
 
     # -- phases ---------------------------------------------------------------------------
     def before_train(self, runner) -> None:

@@ -1,0 +1,105 @@
+"""Training step time with MVQ vs the same config dense, side by side (OpenMMLab).
+
+For each model the dense config and its MVQ config run the same number of iterations through
+``tools/train.py`` on the same data; the mean iteration time (mmengine's ``time`` field,
+first iterations dropped) is compared as a ratio. The MVQ model's weights are
+``mask * codebook[assignments]``, rebuilt on every forward; backward reaches the codewords.
+
+* ResNet-18 (mmpretrain), Fashion-MNIST 28x28, batch 16 (the test size);
+* Mask R-CNN R50-FPN (mmdet), canvas set 128x128, batch 2 (the test size).
+
+    python tools/bench/mm_step_time.py [--iters 30] [--out FILE.json]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CASES = {
+    'resnet18': dict(
+        dense='configs/demo/resnet18_fashion-mnist_dense.py',
+        mvq='configs/demo/resnet18_fashion-mnist_mvq.py',
+        options=['train_dataloader.batch_size=16', 'train_dataloader.num_workers=0']),
+    'mask_rcnn': dict(
+        dense='configs/demo/mask-rcnn_r50_fpn_canvas_dense.py',
+        mvq='configs/demo/mask-rcnn_r50_fpn_canvas_mvq.py',
+        options=['train_dataloader.batch_size=2'], data='coco'),
+}
+
+
+def _dense_checkpoint(config: str, path: Path) -> None:
+    """The upstream model's own init as the dense checkpoint (timing only)."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    cfg = Config.fromfile(str(REPO / config))
+    init_default_scope(cfg.default_scope)
+    model_cfg = copy.deepcopy(cfg.model)
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    torch.save({'state_dict': model.state_dict()}, path)
+
+
+def _mean_iter_time(config: str, work: Path, options: list[str], skip: int) -> float:
+    cmd = [sys.executable, str(REPO / 'tools' / 'train.py'), config, '--work-dir', str(work),
+           '--cfg-options', *options]
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f'{" ".join(cmd)} failed:\n{proc.stderr[-4000:]}')
+    times = []
+    for path in work.glob('*/vis_data/scalars.json'):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if 'time' in record and 'loss' in record:
+                times.append((record['step'], record['time']))
+    times = [t for step, t in sorted(times) if step > skip]
+    if not times:
+        raise RuntimeError(f'no iteration times logged in {work}')
+    return sum(times) / len(times)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--iters', type=int, default=30)
+    p.add_argument('--skip', type=int, default=5, help='first iterations not counted')
+    p.add_argument('--cases', nargs='+', default=list(CASES))
+    p.add_argument('--out')
+    args = p.parse_args(argv)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        from mvq_plugin.data.canvas import make_coco_instances
+        coco = make_coco_instances(tmp / 'coco', 16, 4)
+        for name in args.cases:
+            case = CASES[name]
+            common = [f'train_cfg.max_iters={args.iters}', f'train_cfg.val_interval={10**6}',
+                      'default_hooks.logger.interval=1',
+                      f'default_hooks.checkpoint.interval={10**6}', *case['options']]
+            if case.get('data') == 'coco':
+                common += [f'train_dataloader.dataset.data_root={coco}/',
+                           'train_dataloader.dataset.ann_file=annotations/instances_train.json']
+            ckpt = tmp / f'{name}_dense.pth'
+            _dense_checkpoint(case['dense'], ckpt)
+            dense = _mean_iter_time(case['dense'], tmp / f'{name}_dense', common, args.skip)
+            mvq = _mean_iter_time(case['mvq'], tmp / f'{name}_mvq',
+                                  common + [f'load_from={ckpt}'], args.skip)
+            results[name] = dict(dense_s=dense, mvq_s=mvq, ratio=mvq / dense)
+            print(f'{name:10s} dense {dense:.3f} s/iter  MVQ {mvq:.3f} s/iter  '
+                  f'ratio {mvq / dense:.2f}x', flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(dict(iters=args.iters, results=results), indent=2))
+    return results
+
+
+if __name__ == '__main__':
+    main()
