@@ -21,7 +21,8 @@ from .importance import IMPORTANCE, get_importance
 from .kmeans import KMeansResult, masked_kmeans, masked_sse
 from .nm import decode_mask, encode_mask, mask_code_bits, nm_mask
 from .parametrize import STAGE_CLUSTERED, STAGE_DENSE, STAGE_PRUNED, MVQWeight, fake_quant_int8
-from .staged import cluster_prepared, layer_stages, pending_layers, prepare, prune_prepared
+from .staged import (cluster_prepared, dense_view, layer_stages, pending_layers, prepare,
+                     prune_prepared)
 
 __all__ = [
     'MVQConfig', 'LayerConfig', 'plan', 'Plan', 'LayerPlan', 'compress', 'CompressionReport',
@@ -30,7 +31,7 @@ __all__ = [
     'masked_kmeans', 'masked_sse', 'KMeansResult', 'nm_mask', 'encode_mask', 'decode_mask',
     'mask_code_bits', 'to_subvectors', 'from_subvectors', 'MVQWeight', 'fake_quant_int8',
     'IMPORTANCE', 'get_importance', 'check_patterns', 'prepare', 'prune_prepared',
-    'cluster_prepared',
+    'cluster_prepared', 'dense_view',
     'pending_layers', 'layer_stages', 'STAGE_DENSE', 'STAGE_PRUNED', 'STAGE_CLUSTERED',
     'register_layer_type',
 ]

@@ -17,9 +17,10 @@ The stage is a buffer, so checkpoints carry it: a resumed or tested model never 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -41,7 +42,8 @@ from .importance import get_importance
 from .nm import nm_mask
 from .parametrize import STAGE_CLUSTERED, STAGE_DENSE, STAGE_PRUNED, MVQWeight
 
-__all__ = ['prepare', 'prune_prepared', 'cluster_prepared', 'pending_layers', 'layer_stages']
+__all__ = ['prepare', 'prune_prepared', 'cluster_prepared', 'pending_layers', 'layer_stages',
+           'dense_view']
 
 logger = logging.getLogger('mvq_plugin')
 
@@ -189,3 +191,31 @@ def _bits(q: MVQWeight) -> int:
     lcfg = q.layer_config
     return layer_bits(q.assignments.numel() * q.block_size, q.block_size, q.num_codewords,
                       q.n, q.m, q.codebook_bits, prunes=lcfg.prunes).total
+
+
+@contextlib.contextmanager
+def dense_view(model: nn.Module) -> Iterator[nn.Module]:
+    """Temporarily shows every MVQ layer as the plain layer it was built from.
+
+    Inside, each layer's ``weight`` is its dense original (the same ``Parameter`` object) and
+    the layer has its original class, so code written for the upstream structure (e.g.
+    OpenMMLab ``init_weights`` rules that visit every submodule) runs unchanged. On exit the
+    same :class:`MVQWeight` objects are attached again: codebooks, buffers and parameter
+    identities (optimizer, DDP) are preserved.
+    """
+    saved = []
+    for name, q in quantized_layers(model).items():
+        module = model.get_submodule(name)
+        if list(module.parametrizations.keys()) != ['weight'] or len(
+                module.parametrizations.weight) != 1:
+            raise ValueError(f'dense_view: layer {name!r} has other parametrizations')
+        original = module.parametrizations.weight.original
+        del module.parametrizations
+        module.__class__ = module.__class__.__bases__[0]
+        module.weight = original
+        saved.append((module, q))
+    try:
+        yield model
+    finally:
+        for module, q in saved:
+            parametrize.register_parametrization(module, 'weight', q)

@@ -86,8 +86,12 @@ def main(argv=None) -> dict:
                       'default_hooks.logger.interval=1',
                       f'default_hooks.checkpoint.interval={10**6}', *case['options']]
             if case.get('data') == 'coco':
-                common += [f'train_dataloader.dataset.data_root={coco}/',
-                           'train_dataloader.dataset.ann_file=annotations/instances_train.json']
+                for split, ann in (('train', 'train'), ('val', 'val'), ('test', 'val')):
+                    common += [f'{split}_dataloader.dataset.data_root={coco}/',
+                               f'{split}_dataloader.dataset.ann_file=annotations/'
+                               f'instances_{ann}.json']
+                common += [f'{split}_evaluator.ann_file={coco}/annotations/instances_val.json'
+                           for split in ('val', 'test')]
             ckpt = tmp / f'{name}_dense.pth'
             _dense_checkpoint(case['dense'], ckpt)
             dense = _mean_iter_time(case['dense'], tmp / f'{name}_dense', common, args.skip)

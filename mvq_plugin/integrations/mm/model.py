@@ -23,14 +23,15 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from typing import Any
+from typing import Any, Callable
 
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from torch import nn
 
-from ...core import MVQConfig, check_patterns, plan, prepare, quantized_layers
+from ...core import (MVQConfig, check_patterns, dense_view, plan, prepare,
+                     quantized_layers)
 from .registry import MODELS
 
 __all__ = ['build_mvq_model', 'load_dense_weights', 'dense_loaded_layers']
@@ -92,6 +93,20 @@ def _map_dense_weight(module: nn.Module, state_dict: dict, prefix: str, *args: A
                 f'd={q.block_size}): use the MVQ settings the checkpoint was trained with')
 
 
+def _dense_init(model: nn.Module, upstream_init: Callable[[], None]) -> Callable[[], None]:
+    """``init_weights`` that runs the upstream rules on the upstream structure.
+
+    The runner initialises the model after it is built (``Runner._init_model_weights``);
+    OpenMMLab init rules visit every submodule, and would meet the parametrization
+    containers. They run inside :func:`~mvq_plugin.core.dense_view` instead, and so
+    initialise the dense originals exactly as they would the upstream layers.
+    """
+    def init_weights() -> None:
+        with dense_view(model):
+            upstream_init()
+    return init_weights
+
+
 def dense_loaded_layers(model: nn.Module) -> dict[str, bool]:
     """``{layer: whether dense weights were loaded into it}`` for every MVQ layer."""
     return {n: bool(getattr(q, 'dense_loaded', False)) for n, q in quantized_layers(model).items()}
@@ -140,6 +155,8 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
         module = net.get_submodule(lp.name)
         module.register_load_state_dict_pre_hook(_map_dense_weight)
         module.parametrizations.weight[0].dense_loaded = init_checkpoint is not None
+    if hasattr(net, 'init_weights'):
+        net.init_weights = _dense_init(net, net.init_weights)
     net.mvq_plan = the_plan
     net.mvq_config = cfg
     logger.info('MVQ plan for %s: %d layers compressed, %d dense\n%s', type(net).__name__,

@@ -134,3 +134,19 @@ def test_hook_arguments_are_validated():
     with pytest.raises(ValueError, match='backend'):
         MVQHook(backend='gpu')
     assert os.path.basename(MVQHook().artifact) == 'model.mvq'
+
+
+def test_upstream_init_rules_run_on_the_dense_structure():
+    """The runner's init_weights (mmdet's Xavier/Normal rules, overrides by name) works on
+    the prepared model, initialises the dense originals and keeps every codebook object."""
+    cfg = Config.fromfile(str(REPO / 'configs/demo/mask-rcnn_r50_fpn_canvas_mvq.py'))
+    cfg.model.mvq.num_codewords = 16
+    model = _build(cfg)
+    books = {n: q.codebook for n, q in mvq_plugin.quantized_layers(model).items()}
+    fpn = model.neck.fpn_convs[0].conv
+    torch.nn.init.zeros_(fpn.parametrizations.weight.original)
+    model.init_weights()
+    assert float(fpn.parametrizations.weight.original.abs().sum()) > 0  # Xavier ran on it
+    after = mvq_plugin.quantized_layers(model)
+    assert all(after[n].codebook is b for n, b in books.items())
+    assert not fpn.parametrizations.weight.original.requires_grad
