@@ -21,8 +21,14 @@ from .importance import IMPORTANCE, get_importance
 from .kmeans import KMeansResult, masked_kmeans, masked_sse
 from .nm import decode_mask, encode_mask, mask_code_bits, nm_mask
 from .parametrize import STAGE_CLUSTERED, STAGE_DENSE, STAGE_PRUNED, MVQWeight, fake_quant_int8
-from .staged import (cluster_prepared, dense_view, layer_stages, pending_layers, prepare,
-                     prune_prepared)
+from .staged import (
+                       cluster_prepared,
+                       dense_view,
+                       layer_stages,
+                       pending_layers,
+                       prepare,
+                       prune_prepared,
+)
 
 __all__ = [
     'MVQConfig', 'LayerConfig', 'plan', 'Plan', 'LayerPlan', 'compress', 'CompressionReport',

@@ -30,8 +30,7 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from torch import nn
 
-from ...core import (MVQConfig, check_patterns, dense_view, plan, prepare,
-                     quantized_layers)
+from ...core import MVQConfig, check_patterns, dense_view, plan, prepare, quantized_layers
 from .registry import MODELS
 
 __all__ = ['build_mvq_model', 'load_dense_weights', 'dense_loaded_layers']
