@@ -87,7 +87,7 @@ def main(argv=None) -> dict:
     summary = dict(
         dense_top1=_last(dense_dir, 'accuracy/top1'), mvq_top1=_last(mvq_dir, 'accuracy/top1'),
         compression_ratio=comp['compression_ratio'], accounted_bytes=comp['bits'] / 8,
-        dense_bytes_fp32=4 * comp['params_total'], artifact=str(mvq_dir / 'model.mvq'),
+        dense_bytes_fp32=4 * comp['params_total'], artifact=os.path.relpath(mvq_dir / 'model.mvq'),
         artifact_bytes=report['artifact']['bytes'], hw_cycles=hw['totals']['cycles'],
         hw_energy_uj=hw['totals']['energy_uj'], ews_cycles=hw['baseline']['totals']['cycles'],
         ews_energy_uj=hw['baseline']['totals']['energy_uj'],
@@ -112,7 +112,8 @@ def main(argv=None) -> dict:
         f'{summary["energy_efficiency_sparsity_only"]:.2f}x, VQ only '
         f'{summary["energy_efficiency_vq_only"]:.2f}x); speed {summary["speedup"]:.2f}x',
         f'time                 : dense {t_dense:.0f} s, MVQ {t_mvq:.0f} s',
-        f'work dir             : {work}  (reports: mvq/mvq_report.md, mvq/hw/)',
+        f'work dir             : {os.path.relpath(work)}  (reports: mvq/mvq_report.md, '
+        'mvq/hw/)',
     ]
     print('\n'.join(lines), flush=True)
     return summary
