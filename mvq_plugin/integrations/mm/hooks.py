@@ -155,14 +155,14 @@ class MVQHook(Hook):
                 'test a checkpoint written by an MVQ run or a .mvq artifact, not a dense one')
 
     def _apply_quant(self, runner) -> None:
-        want = self.quantize or (self.quant_start_iter is not None
-                                 and runner.iter >= self.quant_start_iter)
-        model = _unwrap(runner.model)
-        if want and not all(q.quantize for q in quantized_layers(model).values()):
-            set_codebook_quant(model, True)
-            runner.logger.info(f'MVQHook: int8 codebook fake-quantization on from iteration '
-                               f'{runner.iter}')
-        self.quantize = want
+        # Called every iteration: only a flag check once quantization is on (a resumed run
+        # switched it on in after_load_checkpoint).
+        if self.quantize or self.quant_start_iter is None or runner.iter < self.quant_start_iter:
+            return
+        set_codebook_quant(_unwrap(runner.model), True)
+        runner.logger.info(f'MVQHook: int8 codebook fake-quantization on from iteration '
+                           f'{runner.iter}')
+        self.quantize = True
 
     def _cluster(self, runner) -> None:
         model = _unwrap(runner.model)
