@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo bench lint clean
+.PHONY: setup test test-fast demo bench bench-accuracy bench-imagenet lint clean
 
 setup:  ## create or reuse the venv at $(VENV), build/cached mmcv, real data
 	VENV=$(VENV) bash tools/setup_env.sh
@@ -20,6 +20,13 @@ demo: setup  ## the main job on the embedded default
 
 bench: setup  ## benchmarks that print side-by-side ratios
 	$(PY) tools/bench/kmeans.py
+
+bench-accuracy: setup  ## mvq vs vq vs prune_vq at matched bits on Fashion-MNIST -> docs/results/accuracy_vs_cr.*
+	$(PY) tools/bench/accuracy_vs_cr.py --iters 100 --kmeans-iters 10 --seeds 0 1 --points 4 \
+		--long-iters 400 --threads 1
+
+bench-imagenet: setup  ## MobileNetV2 (real ImageNet weights): mvq vs vq at a matched ratio
+	$(PY) tools/bench/imagenet_mobilenetv2.py
 
 lint: setup
 	$(PY) -m ruff check mvq_plugin tools tests

