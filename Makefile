@@ -29,7 +29,7 @@ bench-imagenet: setup  ## MobileNetV2 (real ImageNet weights): mvq vs vq at a ma
 	$(PY) tools/bench/imagenet_mobilenetv2.py
 
 lint: setup
-	$(PY) -m ruff check mvq_plugin tools tests
+	$(PY) -m ruff check mvq_plugin tools tests examples
 
 clean:
 	rm -rf work_dirs .pytest_cache
