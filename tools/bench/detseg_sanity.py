@@ -83,9 +83,13 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.with_suffix('.json').write_text(json.dumps(results, indent=2))
     lines = ['# Detection and segmentation sanity (canvas sets, CPU)', '',
-             f'`python tools/bench/detseg_sanity.py --dense-iters {args.dense_iters} '
-             f'--mvq-iters {args.mvq_iters}`', '',
-             '| model | metric | dense | MVQ (2:8, k=256, int8) | ratio | CPU time (dense / MVQ) |',
+             f'`python tools/bench/detseg_sanity.py --cases {" ".join(args.cases)} '
+             f'--dense-iters {args.dense_iters} --mvq-iters {args.mvq_iters} --out {args.out}`',
+             '', 'Both models start from their own random init (no ImageNet backbone: nothing '
+             'downloads), so the dense numbers are those of a barely trained model; the runs '
+             'show the pipeline end to end, not accuracy. Wall times are on 2 CPU cores shared '
+             'with other jobs.', '',
+             '| model | metric | dense | MVQ (2:8, k=256, int8) | ratio | wall time (dense / MVQ) |',
              '|---|---|---:|---:|---:|---|']
     for name, r in results.items():
         for key in CASES[name][2]:
