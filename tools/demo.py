@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+from mvq_plugin.integrations.mm.scalars import last_scalar  # noqa: E402
+
 DENSE_CFG = 'configs/demo/resnet18_fashion-mnist_dense.py'
 MVQ_CFG = 'configs/demo/resnet18_fashion-mnist_mvq.py'
 
@@ -33,19 +35,6 @@ def _train(config: str, work_dir: Path, options: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, check=True)
     return time.perf_counter() - start
-
-
-def _last(work_dir: Path, key: str) -> float:
-    """Last value of ``key`` in the run's ``vis_data/scalars.json`` files."""
-    values = []
-    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            if key in record:
-                values.append(record[key])
-    if not values:
-        raise RuntimeError(f'no {key!r} logged under {work_dir}')
-    return float(values[-1])
 
 
 def main(argv=None) -> dict:
@@ -85,7 +74,8 @@ def main(argv=None) -> dict:
     hw = json.loads((mvq_dir / 'hw' / f'val_{args.mvq_iters}' / 'hw_report.json').read_text())
     gains = hw['gains']
     summary = dict(
-        dense_top1=_last(dense_dir, 'accuracy/top1'), mvq_top1=_last(mvq_dir, 'accuracy/top1'),
+        dense_top1=last_scalar(dense_dir, 'accuracy/top1'),
+        mvq_top1=last_scalar(mvq_dir, 'accuracy/top1'),
         compression_ratio=comp['compression_ratio'], accounted_bytes=comp['bits'] / 8,
         dense_bytes_fp32=4 * comp['params_total'], artifact=os.path.relpath(mvq_dir / 'model.mvq'),
         artifact_bytes=report['artifact']['bytes'], hw_cycles=hw['totals']['cycles'],

@@ -47,6 +47,8 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 REPO = Path(__file__).resolve().parents[2]
+from mvq_plugin.integrations.mm.scalars import last_scalar  # noqa: E402
+
 DENSE_CFG = 'configs/demo/resnet18_fashion-mnist_dense.py'
 MVQ_CFG = 'configs/demo/resnet18_fashion-mnist_mvq.py'
 METHODS = ('mvq', 'vq', 'prune_vq')
@@ -340,16 +342,6 @@ def _train(config: Path, work_dir: Path, options: Sequence[str] = (), threads: i
     return time.perf_counter() - start
 
 
-def _last_scalar(work_dir: Path, key: str) -> float:
-    """Last value of ``key`` in the run's ``vis_data/scalars.json`` files."""
-    values = [json.loads(line)[key]
-              for path in sorted(work_dir.glob('*/vis_data/scalars.json'))
-              for line in path.read_text().splitlines() if key in json.loads(line)]
-    if not values:
-        raise RuntimeError(f'no {key!r} logged under {work_dir}')
-    return float(values[-1])
-
-
 def ensure_dense(ckpt: Path, iters: int) -> tuple[Path, float]:
     """Returns the dense checkpoint (training it with ``tools/train.py`` when missing)."""
     if not ckpt.is_file():
@@ -361,7 +353,7 @@ def ensure_dense(ckpt: Path, iters: int) -> tuple[Path, float]:
             raise FileNotFoundError(f'dense training wrote no {ckpt}')
     else:
         print(f'reusing the dense checkpoint {ckpt}', flush=True)
-    return ckpt, _last_scalar(ckpt.parent, 'accuracy/top1')
+    return ckpt, last_scalar(ckpt.parent, 'accuracy/top1')
 
 
 def run_one(point: int, setting: Setting, seed: int, args: argparse.Namespace,

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+from mvq_plugin.integrations.mm.scalars import read_scalars  # noqa: E402
+
 CASES = {
     'mask_rcnn': ('configs/demo/mask-rcnn_r50_fpn_canvas_dense.py',
                   'configs/demo/mask-rcnn_r50_fpn_canvas_mvq.py',
@@ -42,10 +44,8 @@ def _train(config: str, work: Path, options: list[str]) -> float:
 
 def _metrics(work: Path, keys: tuple[str, ...]) -> dict[str, float]:
     last: dict[str, float] = {}
-    for path in sorted(work.glob('*/vis_data/scalars.json')):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            last.update({k: float(record[k]) for k in keys if k in record})
+    for record in read_scalars(work):
+        last.update({k: float(record[k]) for k in keys if k in record})
     return last
 
 
@@ -89,7 +89,8 @@ def main(argv=None) -> dict:
              'downloads), so the dense numbers are those of a barely trained model; the runs '
              'show the pipeline end to end, not accuracy. Wall times are on 2 CPU cores shared '
              'with other jobs.', '',
-             '| model | metric | dense | MVQ (2:8, k=256, int8) | ratio | wall time (dense / MVQ) |',
+             '| model | metric | dense | MVQ (2:8, k=256, int8) | ratio '
+             '| wall time (dense / MVQ) |',
              '|---|---|---:|---:|---:|---|']
     for name, r in results.items():
         for key in CASES[name][2]:

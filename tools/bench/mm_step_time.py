@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+from mvq_plugin.integrations.mm.scalars import read_scalars  # noqa: E402
+
 CASES = {
     'resnet18': dict(
         dense='configs/demo/resnet18_fashion-mnist_dense.py',
@@ -56,13 +58,9 @@ def _mean_iter_time(config: str, work: Path, options: list[str], skip: int) -> f
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f'{" ".join(cmd)} failed:\n{proc.stderr[-4000:]}')
-    times = []
-    for path in work.glob('*/vis_data/scalars.json'):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            if 'time' in record and 'loss' in record:
-                times.append((record['step'], record['time']))
-    times = [t for step, t in sorted(times) if step > skip]
+    times = sorted((r['step'], r['time']) for r in read_scalars(work)
+                   if 'time' in r and 'loss' in r)
+    times = [t for step, t in times if step > skip]
     if not times:
         raise RuntimeError(f'no iteration times logged in {work}')
     return sum(times) / len(times)

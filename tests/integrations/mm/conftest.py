@@ -5,13 +5,14 @@ process-wide singletons keyed by run name), with ``torch`` limited to the CI's 2
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from mvq_plugin.integrations.mm.scalars import read_scalars as scalars  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
@@ -34,16 +35,6 @@ def run_tool(tool: str, *args: str, nproc: int | None = None, timeout: int = 900
         raise AssertionError(f'{" ".join(cmd)} failed ({proc.returncode}):\n'
                              f'{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}')
     return proc
-
-
-def scalars(work_dir: Path) -> list[dict]:
-    """Every record of the run's ``vis_data/scalars.json`` (LocalVisBackend)."""
-    files = sorted(work_dir.glob('*/vis_data/scalars.json'))
-    assert files, f'no scalars.json under {work_dir}'
-    records = []
-    for f in files:
-        records += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-    return records
 
 
 def opts(**kv) -> list[str]:

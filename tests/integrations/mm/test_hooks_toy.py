@@ -18,6 +18,7 @@ from torch.utils.data import Dataset  # noqa: E402
 
 import mvq_plugin as mvq  # noqa: E402
 from mvq_plugin.core import pending_layers  # noqa: E402
+from mvq_plugin.integrations.mm.scalars import read_scalars  # noqa: E402
 
 
 @MODELS.register_module(force=True)
@@ -77,11 +78,6 @@ def _runner(work_dir, hooks, max_iters=4, **model_kw):
         default_scope='mmengine', randomness=dict(seed=0))
 
 
-def _scalars(work_dir) -> list[dict]:
-    files = list(work_dir.glob('*/vis_data/scalars.json'))
-    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
-
-
 def test_hooks_log_scalars_and_write_reports(tmp_path):
     runner = _runner(tmp_path, [
         dict(type='mvq_plugin.MVQHook', allow_random_init=True, quant_start_iter=2),
@@ -91,7 +87,7 @@ def test_hooks_log_scalars_and_write_reports(tmp_path):
     model = runner.model
     assert pending_layers(model) == []
     assert all(q.quantize for q in mvq.quantized_layers(model).values())
-    records = _scalars(tmp_path)
+    records = read_scalars(tmp_path)
     ratio = [r['mvq/compression_ratio'] for r in records if 'mvq/compression_ratio' in r]
     assert ratio and ratio == pytest.approx(
         [mvq.compression_stats(model).compression_ratio] * len(ratio))
