@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Idempotent environment set-up for mvq_plugin (DESIGN.md section 6).
+# Idempotent environment set-up for mvq_plugin (docs/design.md, "Environment").
 #
 #   VENV=.venv bash tools/setup_env.sh
+#
+# Every path it is given (VENV, MVQ_DATA_DIR, XDG_CACHE_HOME) is resolved to an absolute path
+# once, before anything else, so no step depends on the directory it happens to run in.
 #
 # Creates or reuses the virtual environment at $VENV, installs the pinned torch pair, builds
 # mmcv 2.1.0 with CPU ops from the sdist only when no wheel for this torch version is cached,
@@ -9,12 +12,20 @@
 # Fashion-MNIST data. A second run on a ready machine only compares a stamp and returns.
 set -euo pipefail
 
+if [ "$#" != 0 ]; then
+  printf '[setup_env] takes no arguments (got: %s); set VENV, MVQ_DATA_DIR, XDG_CACHE_HOME\n' "$*" >&2
+  exit 2
+fi
+
+# Absolute path of $1 (which need not exist yet), relative paths taken from the caller's cwd.
+abspath() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "${1#./}" ;; esac; }
+
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${VENV:-$ROOT/.venv}"
+VENV="$(abspath "${VENV:-$ROOT/.venv}")"
 PYTHON="${PYTHON:-python3}"
 CONSTRAINTS="$ROOT/requirements/constraints.txt"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/mvq_plugin"
-DATA_DIR="${MVQ_DATA_DIR:-$ROOT/data}"
+CACHE="$(abspath "${XDG_CACHE_HOME:-$HOME/.cache}")/mvq_plugin"
+DATA_DIR="$(abspath "${MVQ_DATA_DIR:-$ROOT/data}")"
 TORCH_VERSION="$(grep -E '^torch==' "$CONSTRAINTS" | cut -d= -f3)"
 TV_VERSION="$(grep -E '^torchvision==' "$CONSTRAINTS" | cut -d= -f3)"
 MMCV_VERSION="$(grep -E '^mmcv==' "$CONSTRAINTS" | cut -d= -f3)"
@@ -55,16 +66,32 @@ fetch_data() {
 }
 
 build_mmcv_wheel() {
-  # mmcv 2.1.0 with CPU ops: torch 2.14 headers need C++20; its setup.py imports pkg_resources
-  # (setuptools < 81); it must see the installed torch (--no-build-isolation).
+  # mmcv 2.1.0 with CPU ops: mmdet 3.3.0 and mmseg 1.2.2 need mmcv < 2.2 with its compiled ops,
+  # and PyPI has no such wheel for this torch, so it is built once from the sdist and cached.
+  # torch 2.14 headers need C++20; its setup.py imports pkg_resources (setuptools < 81); it must
+  # see the installed torch (--no-build-isolation). The compiler output goes to a log file.
   local work; work="$(mktemp -d)"
-  log "building mmcv $MMCV_VERSION with CPU ops for torch $TORCH_VERSION (7-13 min on 2 cores)"
-  "$VENV/bin/pip" download -q --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work"
-  tar -xzf "$work"/mmcv-"$MMCV_VERSION".tar.gz -C "$work"
-  sed -i 's/-std=c++1[47]/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
+  local build_log="$CACHE/mmcv-$MMCV_VERSION-torch-$TORCH_VERSION-build.log"
+  log "one-time build of mmcv $MMCV_VERSION with CPU ops for torch $TORCH_VERSION: about 25 min on"
+  log "2 AVX2 cores (7-13 min with AVX-512). mmdet/mmseg need mmcv's compiled ops and PyPI has no"
+  log "wheel for this torch; the wheel is cached in $WHEELS, so this happens once per machine."
+  log "compiler output: $build_log"
   mkdir -p "$WHEELS"
+  "$VENV/bin/pip" download -q --no-deps --no-build-isolation --no-binary :all: \
+    "mmcv==$MMCV_VERSION" -d "$work"
+  tar -xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
+  sed -i 's/-std=c++1[47]/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
+  local start=$SECONDS rc=0
   (cd "$work/mmcv-$MMCV_VERSION" && MAX_JOBS="${MAX_JOBS:-2}" MMCV_WITH_OPS=1 FORCE_CUDA=0 \
-    "$VENV/bin/pip" wheel -q --no-build-isolation --no-deps -w "$work/dist" .)
+    "$VENV/bin/pip" wheel --no-build-isolation --no-deps -w "$work/dist" . >"$build_log" 2>&1) \
+    || rc=$?
+  if [ "$rc" != 0 ]; then
+    log "mmcv build failed (exit $rc); last lines of $build_log:"
+    tail -n 40 "$build_log" >&2
+    rm -rf "$work"
+    return "$rc"
+  fi
+  log "mmcv built in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s"
   mv "$work"/dist/mmcv-*.whl "$WHEELS/"
   rm -rf "$work"
 }
