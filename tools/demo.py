@@ -46,7 +46,6 @@ def main(argv=None) -> dict:
     p.add_argument('--k', type=int, default=256)
     p.add_argument('--nm', default='2:8')
     args = p.parse_args(argv)
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     work = Path(args.work_dir).resolve()
     n, m = (int(v) for v in args.nm.split(':'))
 

@@ -106,21 +106,13 @@ def _mm_forward_fn(scope: str, shape: tuple[int, ...]):
 
 def build_mm_workload(args: argparse.Namespace, needs_plan: bool):
     """The workload of an OpenMMLab config's model (planned, or compressed from --checkpoint)."""
-    import copy
-
-    from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner.checkpoint import load_checkpoint
 
     import mvq_plugin as mvq
     from mvq_plugin import hw
-    cfg = Config.fromfile(args.config)
+    from mvq_plugin.integrations.mm.config_model import build_model_from_config
+    model, cfg = build_model_from_config(args.config)
     scope = cfg.get('default_scope', 'mmengine')
-    init_default_scope(scope)
-    model_cfg = copy.deepcopy(cfg.model)
-    if cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    model = MODELS.build(model_cfg)
     if args.checkpoint:
         if args.checkpoint.endswith('.mvq'):
             mvq.load(model, args.checkpoint)

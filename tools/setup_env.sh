@@ -81,10 +81,19 @@ build_mmcv_wheel() {
     "mmcv==$MMCV_VERSION" -d "$work"
   tar -xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
   sed -i 's/-std=c++1[47]/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
-  local start=$SECONDS rc=0
+  local start=$SECONDS rc=0 pid
   (cd "$work/mmcv-$MMCV_VERSION" && MAX_JOBS="${MAX_JOBS:-2}" MMCV_WITH_OPS=1 FORCE_CUDA=0 \
-    "$VENV/bin/pip" wheel --no-build-isolation --no-deps -w "$work/dist" . >"$build_log" 2>&1) \
-    || rc=$?
+    exec "$VENV/bin/pip" wheel -v --no-build-isolation --no-deps -w "$work/dist" . \
+    >"$build_log" 2>&1) &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do  # a heartbeat a minute, so a long build never looks hung
+    sleep 1
+    if (( (SECONDS - start) % 60 == 0 )) && kill -0 "$pid" 2>/dev/null; then
+      log "mmcv build: $(( (SECONDS - start) / 60 )) min so far ($(grep -c 'Compiling\|g++' \
+        "$build_log" 2>/dev/null || true) compiler lines in the log)"
+    fi
+  done
+  wait "$pid" || rc=$?
   if [ "$rc" != 0 ]; then
     log "mmcv build failed (exit $rc); last lines of $build_log:"
     tail -n 40 "$build_log" >&2

@@ -56,9 +56,6 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    # mmengine checkpoints hold non-tensor objects (message hub, meta); torch >= 2.6 refuses
-    # them under weights_only=True. Our own .mvq artifact never needs this.
-    os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     cfg = build_config(args)
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)

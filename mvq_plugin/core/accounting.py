@@ -1,4 +1,4 @@
-"""Compression-ratio accounting (DESIGN.md section 2).
+"""Compression-ratio accounting (docs/design.md section 2).
 
 Per compressed layer with ``numel`` weights, sub-vector length ``d``, ``k`` codewords and an
 N:M mask::

@@ -1,6 +1,6 @@
 """Cutting a weight into sub-vectors and putting it back together.
 
-Two layouts (DESIGN.md section 2):
+Two layouts (docs/design.md section 2):
 
 * ``in_channel`` (MVQ): ``v(o, g, kh, kw) = W[o, g*d:(g+1)*d, kh, kw]``, i.e.
   ``W.permute(0, 2, 3, 1).reshape(-1, d)``; a Linear ``W[o, c]`` is ``W.reshape(-1, d)``.

@@ -429,7 +429,7 @@ def quantized_layers(model: nn.Module) -> dict[str, MVQWeight]:
     """``{module_name: MVQWeight}`` of every compressed layer.
 
     Each value holds ``codebook`` (k x d Parameter), ``assignments`` (n,) and ``mask``
-    (n x d bool) in the sub-vector layout of DESIGN.md section 2.
+    (n x d bool) in the sub-vector layout of docs/design.md section 2.
     """
     out = {}
     for name, module in model.named_modules():

@@ -1,6 +1,6 @@
 """Masked k-means: Lloyd iterations under a fixed per-element mask.
 
-Objective (DESIGN.md section 2), for vectors ``w_i`` with masks ``m_i`` (``n x d``) and
+Objective (docs/design.md section 2), for vectors ``w_i`` with masks ``m_i`` (``n x d``) and
 codewords ``c_j`` (``k x d``)::
 
     J(C, a) = sum_i || m_i * (w_i - c_{a_i}) ||^2

@@ -3,7 +3,7 @@
 An N:M mask keeps the ``n`` highest-scoring elements of every group of ``m`` consecutive
 elements along the last axis (the input channel in the sub-vector layout). A group's mask is
 stored as its rank among the ``C(m, n)`` possible patterns, ``ceil(log2 C(m, n))`` bits, not as
-an m-bit bitmap (DESIGN.md section 2).
+an m-bit bitmap (docs/design.md section 2).
 
 The rank is the combinatorial number system: for kept positions ``p_1 < ... < p_n``,
 ``code = sum_i C(p_i, i)`` (1-based ``i``), a bijection onto ``[0, C(m, n))``.

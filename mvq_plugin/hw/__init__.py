@@ -1,4 +1,4 @@
-"""Analytical accelerator model for MVQ (numpy; DESIGN.md section 5).
+"""Analytical accelerator model for MVQ (numpy; docs/design.md section 5).
 
 * :mod:`~mvq_plugin.hw.workload`: networks as weight-stationary GEMMs (from a model, a plan, a
   compressed model, or a SCALE-Sim topology CSV);

@@ -21,7 +21,7 @@ from .workload import LayerWorkload, Workload
 
 __all__ = ['resnet18_workload', 'PAPER', 'headline', 'sensitivity', 'main']
 
-#: Published figures (abstract; 6.9 TOPS/W is secondary, see DESIGN.md section 2).
+#: Published figures (abstract; 6.9 TOPS/W is secondary, see docs/design.md section 5).
 PAPER = dict(energy_efficiency=2.3, array_area_reduction=0.55, tops_per_w=6.9,
              speedup_range=(1.2, 2.2))
 

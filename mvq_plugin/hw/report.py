@@ -1,7 +1,7 @@
 """Hardware reports: per-layer and total costs, comparisons, and JSON/CSV/Markdown/PNG output.
 
 A :class:`HardwareReport` is one workload on one array. With a baseline it also carries the
-gain decomposed into its parts (DESIGN.md section 5): the target architecture with only the
+gain decomposed into its parts (docs/design.md section 5): the target architecture with only the
 sparse array (``sparsity_only``), with only the (index, mask) weight stream and codebook RF
 (``vq_only``), and with both, each against the same baseline.
 """

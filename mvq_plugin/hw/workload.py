@@ -1,6 +1,6 @@
 """Workloads: every conv/linear layer of a network as a weight-stationary GEMM.
 
-A layer with ``groups`` groups is ``groups`` GEMMs of (DESIGN.md section 5)::
+A layer with ``groups`` groups is ``groups`` GEMMs of (docs/design.md section 5)::
 
     Sr = kh * kw * C_in / groups        (reduction, mapped on array rows)
     Sc = C_out / groups                 (output channels, mapped on array columns)
@@ -252,7 +252,7 @@ class Workload:
                          ) -> 'Workload':
         """A copy whose layers (those ``predicate`` accepts) are marked compressed.
 
-        The default predicate follows DESIGN.md section 2: ``C_in/groups % d == 0``, not
+        The default predicate follows docs/design.md section 2: ``C_in/groups % d == 0``, not
         depthwise, not the first layer.
         """
         def default(lay: LayerWorkload) -> bool:

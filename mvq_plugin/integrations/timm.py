@@ -344,7 +344,8 @@ def param_groups(model: nn.Module, weight_decay: float = 0.0,
     Args:
         model: A compressed model.
         weight_decay: Weight decay of the decayed (non-codebook) parameters.
-        codebook_weight_decay: Weight decay of the codewords (0 by default, DESIGN.md 2.5).
+        codebook_weight_decay: Weight decay of the codewords (0 by default; docs/design.md
+            section 2, item 6).
 
     Returns:
         ``[{'params': codebooks, 'weight_decay': codebook_weight_decay}, *timm_groups]``

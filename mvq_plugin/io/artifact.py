@@ -192,6 +192,10 @@ class ArtifactInfo:
         accounted_buffer_bits: ``CompressionStats.bits_buffers`` of the stored model.
         config: The stored MVQConfig as a dict, or ``None``.
         layers: ``{layer: {section: bytes}}``.
+        codebook_rounding: Set by :func:`save` only: ``{layer: max |c - stored c|}`` for the
+            layers whose forward pass used unrounded codebooks (``quantize`` off) while the
+            file stores them as int8 or fp16, i.e. where the loaded model computes slightly
+            different outputs from the saved one. Empty when the two agree exactly.
     """
 
     path: str
@@ -210,6 +214,7 @@ class ArtifactInfo:
     accounted_buffer_bits: int = 0
     config: dict | None = field(default=None, repr=False)
     layers: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
+    codebook_rounding: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def data_bytes(self) -> int:
@@ -282,8 +287,13 @@ def _layer_scale(q: MVQWeight) -> torch.Tensor:
     return int8_scale(cb) if torch.isnan(scale) else scale
 
 
-def _encode_layer(name: str, q: MVQWeight) -> tuple[dict, list[tuple[str, bytes, dict]]]:
-    """Header entry and ``[(section, bytes, extra)]`` of one compressed layer."""
+def _encode_layer(name: str, q: MVQWeight
+                  ) -> tuple[dict, list[tuple[str, bytes, dict]], float]:
+    """Header entry, ``[(section, bytes, extra)]`` and the codebook rounding of one layer.
+
+    The rounding is ``max |c - stored c|`` when the forward pass does not already round the
+    codebook to its storage precision (``quantize`` off), else 0.
+    """
     if int(q.stage) != STAGE_CLUSTERED:
         raise ValueError(f'layer {name!r} is not clustered yet (stage {int(q.stage)}); run '
                          'cluster_prepared (or compress) before saving')
@@ -312,16 +322,20 @@ def _encode_layer(name: str, q: MVQWeight) -> tuple[dict, list[tuple[str, bytes,
         ints = torch.round(cb / s).clamp(-127, 127).to(torch.int8)
         data = ints.numpy().tobytes()
         scale = float(s)
+        stored = ints.float() * s
     elif q.codebook_bits == 16:
         data = cb.half().numpy().astype('<f2', copy=False).tobytes()
+        stored = cb.half().float()
     else:
         data = cb.numpy().astype('<f4', copy=False).tobytes()
+        stored = cb
+    rounding = 0.0 if q.quantize else float((cb - stored).abs().max()) if cb.numel() else 0.0
     sections.append(('codebook', data, {}))
     entry = dict(name=name, weight_shape=list(q.weight_shape), d=int(d), k=int(k), n=q.n,
                  m=q.m, vector_axis=q.vector_axis, method=q.method,
                  codebook_bits=q.codebook_bits, num_subvectors=int(count),
                  codebook_dtype=_CODEBOOK_DTYPES[q.codebook_bits], scale=scale)
-    return entry, sections
+    return entry, sections, rounding
 
 
 def _config_dict(model: nn.Module, config: MVQConfig | dict | None) -> dict | None:
@@ -377,6 +391,13 @@ def save(model: nn.Module, path: str | os.PathLike, *, float_dtype: str = 'float
     the buffer is NaN; fp16; or fp32. The dense ``original`` weights the layers were clustered
     from are not stored.
 
+    A model whose codebook quantization is off (right after ``compress``, or fine-tuned
+    without ``set_codebook_quant``) computes with unrounded codebooks, so the loaded model
+    differs slightly from it: the model itself is left unchanged, a warning names the layers
+    and the largest rounding error, and :attr:`ArtifactInfo.codebook_rounding` holds them.
+    Train the last part with ``set_codebook_quant(model, True)`` (``MVQHook``'s
+    ``quant_start_iter``), or use ``codebook_bits=32``, and the two agree exactly.
+
     Args:
         model: A model compressed by :func:`mvq_plugin.compress` (or a dense model: then the
             file holds only uncompressed tensors).
@@ -410,12 +431,15 @@ def save(model: nn.Module, path: str | os.PathLike, *, float_dtype: str = 'float
     layers = quantized_layers(model)
     excluded: list[str] = []
     layer_entries = []
+    rounding: dict[str, float] = {}
     for name, q in layers.items():
         plist = model.get_submodule(name).parametrizations.weight
         if len(plist) != 1:
             raise ValueError(f'layer {name!r}: weight has {len(plist)} parametrizations; the '
                              'artifact stores a lone MVQWeight only')
-        entry, sections = _encode_layer(name, q)
+        entry, sections, err = _encode_layer(name, q)
+        if err > 0:
+            rounding[name] = err
         entry['sections'] = {sec: add(data, **extra) for sec, data, extra in sections}
         layer_entries.append(entry)
         excluded.append(_sd_prefix(name) + 'parametrizations.weight.')
@@ -442,6 +466,16 @@ def save(model: nn.Module, path: str | os.PathLike, *, float_dtype: str = 'float
     preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, FLAG_HEADER_ZLIB, len(blob), _crc(blob))
     _atomic_write(path, [preamble, blob, *chunks])
     info = _info(path, header, _PREAMBLE.size + len(blob), _PREAMBLE.size + len(blob) + offset)
+    info.codebook_rounding = rounding
+    if rounding:
+        worst = max(rounding, key=rounding.get)
+        logger.warning(
+            'save %s: %d layer(s) compute with unrounded codebooks (quantization off) but the '
+            'artifact stores them rounded to their codebook_bits, so the loaded model differs '
+            'from this one; largest codebook rounding error %.3g in %s; layers: %s. Switch '
+            'set_codebook_quant(model, True) on for the last fine-tuning steps to save exactly '
+            'what the model computes.', path, len(rounding), rounding[worst], worst,
+            _names(list(rounding)))
     logger.info('saved %s: %d bytes (%d layers, %d tensors)', path, info.total_bytes,
                 info.num_layers, info.num_tensors)
     return info

@@ -219,7 +219,7 @@ def test_compression_stats_numbers(tiny_net):
 
 def test_pqf_resnet18_small_blocks_accounting():
     """PQF ResNet-18 'small blocks': d=9 for 3x3, d=4 for 1x1, k=256, FC k=2048 d=4, conv1
-    uncompressed, fp16 codebooks, no mask: 1.54 MiB and 29x (DESIGN.md section 2)."""
+    uncompressed, fp16 codebooks, no mask: 1.54 MiB and 29x (docs/design.md section 2)."""
     model = torchvision.models.resnet18()
     cfg = mvq.MVQConfig(method='vq', vector_axis='spatial', block_size=9, codebook_bits=16,
                         overrides={r'.*downsample\.0': dict(block_size=4),

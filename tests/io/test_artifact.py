@@ -135,6 +135,48 @@ def test_int8_scale_buffer_and_quant_off_source(tmp_path):
     assert float(mvq.quantized_layers(dst)['conv1'].scale) == float(q.scale)
 
 
+@pytest.mark.parametrize('bits', [8, 16])
+def test_saving_unrounded_codebooks_warns_and_reports_the_rounding(tmp_path, caplog, bits):
+    """Quantization off (right after compress): the file stores rounded codebooks, so the
+    loaded model differs; save says so by name and size and leaves the model unchanged."""
+    src, _ = _compressed(num_codewords=16, codebook_bits=bits)
+    set_codebook_quant(src, False)
+    before = src(X)
+    books = {n: q.codebook.detach().clone() for n, q in mvq.quantized_layers(src).items()}
+    with caplog.at_level('WARNING', logger='mvq_plugin'):
+        info = mvq.save(src, tmp_path / 'm.mvq')
+    assert torch.equal(src(X), before)  # the model itself is not changed by saving
+    assert all(torch.equal(q.codebook, books[n]) for n, q in mvq.quantized_layers(src).items())
+    assert set(info.codebook_rounding) == set(books)
+    for name, err in info.codebook_rounding.items():
+        q = mvq.quantized_layers(src)[name]
+        q.quantize = True
+        expected = float((books[name] - q.effective_codebook().detach()).abs().max())
+        q.quantize = False
+        assert err == pytest.approx(expected, rel=1e-6) and err > 0
+    worst = max(info.codebook_rounding, key=info.codebook_rounding.get)
+    warning = ' '.join(r.getMessage() for r in caplog.records if r.levelname == 'WARNING')
+    assert f'{info.codebook_rounding[worst]:.3g} in {worst}' in warning
+    assert all(repr(n) in warning for n in books)
+    dst = ConvNet().eval()
+    mvq.load(dst, tmp_path / 'm.mvq')
+    diff = float((dst(X) - before).detach().abs().max())
+    assert diff > 0  # what the warning is about
+    set_codebook_quant(src, True)
+    assert torch.equal(dst(X), src(X))  # the artifact holds the quantized model exactly
+
+
+def test_saving_quantized_codebooks_is_exact_and_silent(tmp_path, caplog):
+    src, _ = _compressed(num_codewords=16)  # quantization on
+    with caplog.at_level('WARNING', logger='mvq_plugin'):
+        info = mvq.save(src, tmp_path / 'm.mvq')
+    assert info.codebook_rounding == {}
+    assert not [r for r in caplog.records if r.levelname == 'WARNING']
+    dst = ConvNet().eval()
+    mvq.load(dst, tmp_path / 'm.mvq')
+    assert torch.equal(dst(X), src(X))
+
+
 def test_format_is_plain_bytes_readable_with_numpy(tmp_path):
     src, _ = _compressed(num_codewords=16)
     path = tmp_path / 'm.mvq'

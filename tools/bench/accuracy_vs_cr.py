@@ -3,7 +3,7 @@
 1. A dense mmpretrain ResNet-18 (``configs/demo/resnet18_fashion-mnist_dense.py``) trained on
    the full 60k/10k set with ``tools/train.py``, or the demo's checkpoint reused;
 2. for each matched point (an MVQ setting and the ``vq`` / ``prune_vq`` settings whose
-   *accounted* bits, DESIGN.md section 2, lie within ``--tolerance`` of it) and each seed, one
+   *accounted* bits, docs/design.md section 2, lie within ``--tolerance`` of it) and each seed, one
    ``tools/train.py`` run of ``configs/demo/resnet18_fashion-mnist_mvq.py`` with the method's
    settings: clustering from the dense checkpoint, int8 codebook fake-quant from iteration 0,
    the same fine-tuning budget (iterations, batch, learning-rate schedule, k-means
@@ -326,7 +326,7 @@ def _train(config: Path, work_dir: Path, options: Sequence[str] = (), threads: i
            str(work_dir)]
     if options:
         cmd += ['--cfg-options', *options]
-    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1',
+    env = dict(os.environ,
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
                                                         os.environ.get('PYTHONPATH')])))
     if threads:
@@ -588,8 +588,8 @@ def write_markdown(path: Path, meta: dict[str, Any], rows: Sequence[dict[str, An
         f'init), seeds {meta["seeds"]} (the seed sets both the k-means and the data order).',
         '- "no FT": test top-1 right after clustering (int8 codebooks, BN statistics of the '
         'dense model), evaluated by the run\'s own val loop before the first update.',
-        '- Ratios: `32 * params / accounted bits` (DESIGN.md section 2: indices + mask codes + '
-        'int8 codebooks with one fp32 scale + every uncompressed parameter at 32 bits; BN '
+        '- Ratios: `32 * params / accounted bits` (docs/design.md section 2: indices + mask '
+        'codes + int8 codebooks with one fp32 scale + every uncompressed parameter at 32 bits; BN '
         'running statistics not counted). The first conv stays dense; a layer with fewer '
         'sub-vectors than k (the 512x10 classifier when k > 640) stays dense, at 32 bits.',
         '- Effective MACs: conv/linear MACs of one 1x28x28 image with pruned weights skipped '

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -54,8 +53,7 @@ def _dense_checkpoint(config: str, path: Path) -> None:
 def _mean_iter_time(config: str, work: Path, options: list[str], skip: int) -> float:
     cmd = [sys.executable, str(REPO / 'tools' / 'train.py'), config, '--work-dir', str(work),
            '--cfg-options', *options]
-    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(f'{" ".join(cmd)} failed:\n{proc.stderr[-4000:]}')
     times = sorted((r['step'], r['time']) for r in read_scalars(work)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os.path as osp
+import time
 from typing import Any
 
 import torch
@@ -40,7 +41,7 @@ from ...core import (
     quantized_layers,
     set_codebook_quant,
 )
-from .model import dense_loaded_layers
+from .model import DENSE_SOURCE_ATTR, dense_loaded_layers
 from .registry import HOOKS
 
 __all__ = ['MVQHook']
@@ -101,6 +102,11 @@ class MVQHook(Hook):
         load_from = runner.cfg.get('load_from')
         if load_from and not osp.isfile(load_from):
             raise FileNotFoundError(f'load_from={load_from!r}: checkpoint file not found')
+        if load_from or runner.cfg.get('resume'):
+            # before_run precedes the runner's weight initialisation: the upstream
+            # Pretrained init (a download) would only be overwritten by this checkpoint.
+            setattr(model, DENSE_SOURCE_ATTR, f'load_from={load_from}' if load_from
+                    else 'resume')
         trainable = [model.get_submodule(name).parametrizations.weight.original.requires_grad
                      for name in quantized_layers(model)]
         if self.sparse_finetune_iters and pending_layers(model) and not all(trainable):
@@ -173,9 +179,20 @@ class MVQHook(Hook):
         runner.logger.info(f'MVQHook: clustering {len(pending)} layers'
                            + (f' ({len(mine)} on rank {rank} of {world})' if world > 1 else ''))
 
+        # k-means time grows with the sub-vector count (same k and iterations per layer),
+        # so the elapsed time per sub-vector so far predicts the rest.
+        layers = quantized_layers(model)
+        sizes = [layers[n].assignments.numel() for n in mine]
+        start = time.perf_counter()
+
         def progress(i: int, total: int, name: str) -> None:
-            if name:
-                runner.logger.info(f'MVQHook: clustering [{i + 1}/{total}] {name}')
+            elapsed, done = time.perf_counter() - start, sum(sizes[:i])
+            if not name:
+                runner.logger.info(f'MVQHook: clustered {total} layers in {elapsed:.1f} s')
+                return
+            eta = f'ETA {elapsed * (sum(sizes) - done) / done:.0f} s' if done else 'ETA -'
+            runner.logger.info(f'MVQHook: clustering [{i + 1}/{total}] {name} '
+                               f'({sizes[i]:,} sub-vectors; {elapsed:.0f} s elapsed, {eta})')
 
         report = cluster_prepared(model, mine, seed=seed, backend=self.backend,
                                   progress=progress)
@@ -249,7 +266,8 @@ class MVQHook(Hook):
             from ...io import save
             path = osp.join(runner.work_dir, self.artifact)
             info = save(model, path)
-            record['artifact'] = dict(path=self.artifact, bytes=int(info.total_bytes))
+            record['artifact'] = dict(path=self.artifact, bytes=int(info.total_bytes),
+                                      codebook_rounding=info.codebook_rounding)
             runner.logger.info(f'MVQHook: wrote {path} ({info.total_bytes:,d} bytes; accounted '
                                f'{stats.bits / 8:,.0f} bytes)')
         with open(osp.join(runner.work_dir, f'{self.report_name}.json'), 'w') as f:
@@ -264,8 +282,13 @@ def _markdown(record: dict) -> str:
              f'- compression ratio (vs fp32): {comp.get("compression_ratio", 0):.2f}x',
              f'- accounted bits: {comp.get("bits", 0):,d}']
     if 'artifact' in record:
-        lines.append(f'- artifact: `{record["artifact"]["path"]}`, '
-                     f'{record["artifact"]["bytes"]:,d} bytes')
+        art = record['artifact']
+        lines.append(f'- artifact: `{art["path"]}`, {art["bytes"]:,d} bytes')
+        rounding = art.get('codebook_rounding') or {}
+        lines.append('- the artifact stores exactly what the model computes' if not rounding
+                     else f'- codebooks rounded on save in {len(rounding)} layer(s) trained '
+                     f'without codebook quantization (largest error '
+                     f'{max(rounding.values()):.3g}): the loaded model differs slightly')
     lines += ['', '| layer | relative error |', '|---|---:|']
     lines += [f'| {n} | {e:.4f} |' for n, e in record['layer_errors'].items()]
     return '\n'.join(lines) + '\n'

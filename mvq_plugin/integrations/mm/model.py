@@ -17,6 +17,11 @@ Dense weights come from either source, and the hook refuses to cluster without o
   mmengine's non-strict loading cannot silently skip them.
 
 ``artifact`` loads a ``.mvq`` file instead (testing a compressed model never clusters).
+
+When dense weights come from either source, the upstream ``init_cfg=dict(type='Pretrained')``
+(``torchvision://``, ``open-mmlab://`` URLs in upstream configs) is skipped, with one log line:
+it would download weights only to have them overwritten, and fails offline. A dense
+checkpoint's missing MVQ tensors (codebooks, assignments, masks) are expected, not reported.
 """
 from __future__ import annotations
 
@@ -31,9 +36,11 @@ from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from torch import nn
 
 from ...core import MVQConfig, check_patterns, dense_view, plan, prepare, quantized_layers
+from .logs import route_logs_to_mmengine
 from .registry import MODELS
 
-__all__ = ['build_mvq_model', 'load_dense_weights', 'dense_loaded_layers']
+__all__ = ['build_mvq_model', 'load_dense_weights', 'dense_loaded_layers', 'drop_pretrained_init',
+           'DENSE_SOURCE_ATTR']
 
 logger = logging.getLogger('mvq_plugin')
 
@@ -70,6 +77,39 @@ def load_dense_weights(model: nn.Module, path: str, cfg: MVQConfig, *,
     for module in model.modules():
         if isinstance(module, BaseModule):
             module._is_init = True  # the runner's init_weights must not overwrite them
+    logger.info('MVQ: dense weights loaded from %s=%s; upstream initialisation (init_cfg, '
+                'Pretrained included) skipped', key, path)
+
+
+#: Attribute of an MVQ model naming where its dense weights will come from (set by
+#: :class:`~.hooks.MVQHook` from ``load_from`` before the runner initialises the model).
+DENSE_SOURCE_ATTR = 'mvq_dense_source'
+
+
+def _is_pretrained(init_cfg: Any) -> bool:
+    kind = init_cfg.get('type') if isinstance(init_cfg, dict) else None
+    return kind == 'Pretrained' or getattr(kind, '__name__', None) == 'PretrainedInit'
+
+
+def drop_pretrained_init(model: nn.Module) -> list[str]:
+    """Removes every ``Pretrained`` entry from the ``init_cfg`` of ``model``'s submodules.
+
+    Returns:
+        ``'name: checkpoint'`` of each removed entry (``''`` names the model itself).
+    """
+    dropped = []
+    for name, module in model.named_modules():
+        cfgs = getattr(module, 'init_cfg', None)
+        if not cfgs:
+            continue
+        as_list = [cfgs] if isinstance(cfgs, dict) else list(cfgs)
+        keep = [c for c in as_list if not _is_pretrained(c)]
+        if len(keep) == len(as_list):
+            continue
+        dropped += [f'{name or type(model).__name__}: {c.get("checkpoint")}'
+                    for c in as_list if _is_pretrained(c)]
+        module.init_cfg = (keep[0] if isinstance(cfgs, dict) else keep) if keep else None
+    return dropped
 
 
 def _map_dense_weight(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
@@ -83,6 +123,10 @@ def _map_dense_weight(module: nn.Module, state_dict: dict, prefix: str, *args: A
     if src in state_dict and dst not in state_dict:
         state_dict[dst] = state_dict.pop(src)
         q.dense_loaded = True
+        # A dense checkpoint has no MVQ tensors; they keep their values (loaded onto
+        # themselves) instead of being listed as missing keys.
+        for name, value in q.state_dict().items():
+            state_dict.setdefault(f'{prefix}parametrizations.weight.0.{name}', value)
     for name in ('codebook', 'assignments', 'mask'):
         key = f'{prefix}parametrizations.weight.0.{name}'
         if key in state_dict and tuple(state_dict[key].shape) != tuple(getattr(q, name).shape):
@@ -101,6 +145,12 @@ def _dense_init(model: nn.Module, upstream_init: Callable[[], None]) -> Callable
     initialise the dense originals exactly as they would the upstream layers.
     """
     def init_weights() -> None:
+        source = getattr(model, DENSE_SOURCE_ATTR, None)
+        if source:
+            dropped = drop_pretrained_init(model)
+            if dropped:
+                logger.info('MVQ: dense weights come from %s; skipped the upstream Pretrained '
+                            'initialisation (%s)', source, '; '.join(dropped))
         with dense_view(model):
             upstream_init()
     return init_weights
@@ -136,6 +186,7 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
         The upstream model itself (same class, same data preprocessor), with ``mvq_plan``
         and ``mvq_config`` attributes.
     """
+    route_logs_to_mmengine()
     values = mvq.to_dict() if isinstance(mvq, MVQConfig) else dict(mvq)
     if exclude:
         values['exclude'] = list(values.get('exclude', ())) + list(exclude)

@@ -150,3 +150,25 @@ def test_upstream_init_rules_run_on_the_dense_structure():
     after = mvq_plugin.quantized_layers(model)
     assert all(after[n].codebook is b for n, b in books.items())
     assert not fpn.parametrizations.weight.original.requires_grad
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config, dense, compressed', [
+    ('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', 'backbone.conv1', 'neck.fpn_convs.0.conv'),
+    ('configs/demo/resnet18_fashion-mnist_mvq.py', 'backbone.conv1', 'backbone.layer4.1.conv2'),
+])
+def test_plan_tool_prints_the_layer_names(tmp_path, config, dense, compressed):
+    """``tools/plan.py`` lists every layer by name (the names ``exclude`` patterns match)."""
+    import subprocess
+    import sys
+    if config.startswith('mmdet::'):
+        leaf = tmp_path / 'upstream.py'  # an upstream config as is, URL backbone included
+        leaf.write_text(f"_base_ = ['{config}']\n")
+        config = str(leaf)
+    proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'plan.py'), config],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip()}
+    assert 'first conv' in rows[dense] or 'C_in' in rows[dense], rows[dense]
+    assert '2:8' in rows[compressed] and '256' in rows[compressed], rows[compressed]
+    assert 'layers compressed' in proc.stdout.splitlines()[-1]

@@ -60,7 +60,7 @@ def _train_and_test(config: str, work, data: dict, metrics: tuple[str, ...]) -> 
             assert metric in out, (ckpt, metric)
 
 
-def test_mask_rcnn_canvas(canvas_root, tmp_path):
+def _coco_data(canvas_root) -> dict:
     root = canvas_root / 'coco'
     data = {}
     for split, name in (('train', 'train'), ('val', 'val'), ('test', 'val')):
@@ -68,12 +68,57 @@ def test_mask_rcnn_canvas(canvas_root, tmp_path):
         data[f'{split}_dataloader__dataset__ann_file'] = f'annotations/instances_{name}.json'
     for split in ('val', 'test'):
         data[f'{split}_evaluator__ann_file'] = f'{root}/annotations/instances_val.json'
-    _train_and_test('configs/demo/mask-rcnn_r50_fpn_canvas_mvq.py', tmp_path, data,
-                    ('coco/bbox_mAP', 'coco/segm_mAP'))
+    return data
+
+
+def _seg_data(canvas_root) -> dict:
+    return {f'{split}_dataloader__dataset__data_root': str(canvas_root / 'seg')
+            for split in ('train', 'val', 'test')}
+
+
+def test_mask_rcnn_canvas(canvas_root, tmp_path):
+    _train_and_test('configs/demo/mask-rcnn_r50_fpn_canvas_mvq.py', tmp_path,
+                    _coco_data(canvas_root), ('coco/bbox_mAP', 'coco/segm_mAP'))
 
 
 def test_deeplabv3_canvas(canvas_root, tmp_path):
-    root = canvas_root / 'seg'
-    data = {f'{split}_dataloader__dataset__data_root': str(root)
-            for split in ('train', 'val', 'test')}
-    _train_and_test('configs/demo/deeplabv3_r50-d8_canvas_mvq.py', tmp_path, data, ('mIoU',))
+    _train_and_test('configs/demo/deeplabv3_r50-d8_canvas_mvq.py', tmp_path,
+                    _seg_data(canvas_root), ('mIoU',))
+
+
+# The README recipe: an upstream config whose backbone still points at a pretrained URL, the
+# dense weights from load_from. No network here: the Pretrained init must be skipped, and the
+# MVQ tensors a dense checkpoint cannot have must not be reported as missing.
+URL_BACKBONE = {
+    'configs/demo/mask-rcnn_r50_fpn_canvas_mvq.py': (
+        "model = dict(model=dict(backbone=dict(init_cfg=dict(_delete_=True, type='Pretrained', "
+        "checkpoint='torchvision://resnet50'))))", 'torchvision://resnet50'),
+    'configs/demo/deeplabv3_r50-d8_canvas_mvq.py': (
+        "model = dict(model=dict(pretrained='open-mmlab://resnet50_v1c'))",
+        'open-mmlab://resnet50_v1c'),
+}
+
+
+@pytest.mark.parametrize('config', list(URL_BACKBONE))
+def test_load_from_skips_pretrained_url_offline(canvas_root, tmp_path, config):
+    override, url = URL_BACKBONE[config]
+    leaf = tmp_path / 'leaf.py'
+    leaf.write_text(f"_base_ = ['{REPO / config}']\n{override}\n")
+    _dense_checkpoint(config, tmp_path / 'full.pth')
+    state = torch.load(tmp_path / 'full.pth', weights_only=True)['state_dict']
+    genuinely_missing = next(k for k in state if k.endswith('.running_mean'))
+    del state[genuinely_missing]
+    torch.save({'state_dict': state}, tmp_path / 'dense.pth')
+    data = (_coco_data if 'mask-rcnn' in config else _seg_data)(canvas_root)
+    proc = run_tool('train.py', str(leaf), '--work-dir', str(tmp_path / 'mvq'),
+                    *opts(**SETTINGS, **data, train_cfg__max_iters=1,
+                          train_cfg__val_interval=100, default_hooks__checkpoint__interval=100,
+                          train_dataloader__batch_size=2, load_from=tmp_path / 'dense.pth'))
+    out = proc.stdout + proc.stderr
+    skipped = [line for line in out.splitlines()
+               if 'skipped the upstream Pretrained initialisation' in line]
+    assert len(skipped) == 1 and url in skipped[0] and 'dense.pth' in skipped[0]
+    assert len(CLUSTER_LINE.findall(out)) == 1
+    missing = [line for line in out.splitlines() if 'missing keys in source state_dict' in line]
+    assert len(missing) == 1 and genuinely_missing in missing[0]
+    assert 'parametrizations' not in missing[0]

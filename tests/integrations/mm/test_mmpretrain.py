@@ -15,6 +15,8 @@ pytest.importorskip('mmpretrain')
 
 from conftest import REPO, opts, run_tool, scalars  # noqa: E402
 
+from mvq_plugin.integrations.mm import load_checkpoint_safely  # noqa: E402
+
 DENSE = 'configs/demo/resnet18_fashion-mnist_dense.py'
 MVQ = 'configs/demo/resnet18_fashion-mnist_mvq.py'
 TINY = dict(train_dataloader__dataset__indices=64, train_dataloader__batch_size=16,
@@ -38,7 +40,7 @@ def _top1(output: str) -> float:
 
 
 def _mvq_state(ckpt: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
+    state = load_checkpoint_safely(ckpt, 'cpu')['state_dict']
     return {k: v for k, v in state.items() if '.parametrizations.weight.0.' in k}
 
 
@@ -71,9 +73,8 @@ def test_train_clusters_once_logs_and_writes_artifact(runs):
 
 
 def test_clustered_from_the_dense_checkpoint(runs):
-    dense = torch.load(runs['dense'], map_location='cpu', weights_only=False)['state_dict']
-    mvq = torch.load(runs['mvq'] / 'iter_4.pth', map_location='cpu',
-                     weights_only=False)['state_dict']
+    dense = load_checkpoint_safely(runs['dense'], 'cpu')['state_dict']
+    mvq = load_checkpoint_safely(runs['mvq'] / 'iter_4.pth', 'cpu')['state_dict']
     key = 'backbone.layer2.0.conv1'
     assert torch.equal(mvq[f'{key}.parametrizations.weight.original'], dense[f'{key}.weight'])
     # The codebook was fitted to those weights (relative error well below 1).
