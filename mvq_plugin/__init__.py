@@ -7,6 +7,10 @@ The core works on any ``nn.Module``::
     print(mvq.plan(model, cfg))
     report = mvq.compress(model, cfg)
     print(mvq.compression_stats(model))
+
+Importing it imports neither mmengine nor timm. OpenMMLab configs name the parts by scope
+(``type='mvq_plugin.MVQModel'``); mmengine then imports :mod:`mvq_plugin.registry`, which
+registers them (``custom_imports=dict(imports=['mvq_plugin'])`` keeps working).
 """
 from .core import (
     CompressionReport,
@@ -28,7 +32,7 @@ from .core import (
 )
 from .io import ArtifactError, ArtifactInfo, load, save
 
-__version__ = '0.1.0'
+from .version import __version__  # noqa: E402
 
 __all__ = [
     'MVQConfig', 'plan', 'compress', 'compression_stats', 'to_dense', 'masked_kmeans',
@@ -37,14 +41,3 @@ __all__ = [
     'CompressionStats', '__version__', 'save', 'load', 'ArtifactInfo', 'ArtifactError',
 ]
 
-
-def _register_openmmlab() -> None:
-    """Registers MVQModel, MVQHook and HardwareCostHook when mmengine is installed."""
-    try:
-        import mmengine  # noqa: F401
-    except ImportError:
-        return
-    from .integrations import mm  # noqa: F401
-
-
-_register_openmmlab()

@@ -81,7 +81,7 @@ build_mmcv_wheel() {
     "mmcv==$MMCV_VERSION" -d "$work"
   tar -xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
   sed -i 's/-std=c++1[47]/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
-  local start=$SECONDS rc=0 pid
+  local start=$SECONDS rc=0 pid step
   (cd "$work/mmcv-$MMCV_VERSION" && MAX_JOBS="${MAX_JOBS:-2}" MMCV_WITH_OPS=1 FORCE_CUDA=0 \
     exec "$VENV/bin/pip" wheel -v --no-build-isolation --no-deps -w "$work/dist" . \
     >"$build_log" 2>&1) &
@@ -89,8 +89,8 @@ build_mmcv_wheel() {
   while kill -0 "$pid" 2>/dev/null; do  # a heartbeat a minute, so a long build never looks hung
     sleep 1
     if (( (SECONDS - start) % 60 == 0 )) && kill -0 "$pid" 2>/dev/null; then
-      log "mmcv build: $(( (SECONDS - start) / 60 )) min so far ($(grep -c 'Compiling\|g++' \
-        "$build_log" 2>/dev/null || true) compiler lines in the log)"
+      step="$(grep -o '^ *\[[0-9]*/[0-9]*\]' "$build_log" 2>/dev/null | tail -n 1 | tr -d ' ')"
+      log "mmcv build: $(( (SECONDS - start) / 60 )) min so far, compile step ${step:-[0/?]}"
     fi
   done
   wait "$pid" || rc=$?

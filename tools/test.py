@@ -15,7 +15,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-import mvq_plugin  # noqa: F401
+import mvq_plugin.integrations.mm  # noqa: F401  (registers the parts, safe checkpoint loading)
 from mvq_plugin.integrations.mm.launch import setup_cpu_distributed
 
 

@@ -1,26 +1,25 @@
 """The MVQ algorithm in plain PyTorch (no mmengine, no timm)."""
-from .accounting import CompressionStats, LayerBits, compression_stats, layer_bits
+from .accounting import CompressionStats, compression_stats, count_macs
+from .bits import LayerBits, index_bits, layer_bits
 from .blocking import from_subvectors, to_subvectors
-from .compress import (
-                       CompressionReport,
-                       LayerPlan,
-                       LayerReport,
-                       Plan,
-                       check_patterns,
-                       codebook_param_groups,
-                       compress,
-                       is_compressed,
-                       plan,
-                       quantized_layers,
-                       register_layer_type,
-                       set_codebook_quant,
-                       to_dense,
-)
+from .cluster import ClusterJob, CompressionReport, LayerReport, cluster_layer, cluster_layers
+from .compress import CONFIG_ATTR, codebook_param_groups, compress, set_codebook_quant, to_dense
 from .config import LayerConfig, MVQConfig
 from .importance import IMPORTANCE, get_importance
 from .kmeans import KMeansResult, masked_kmeans, masked_sse
 from .nm import decode_mask, encode_mask, mask_code_bits, nm_mask
-from .parametrize import STAGE_CLUSTERED, STAGE_DENSE, STAGE_PRUNED, MVQWeight, fake_quant_int8
+from .parametrize import (
+                          STAGE_CLUSTERED,
+                          STAGE_DENSE,
+                          STAGE_PRUNED,
+                          MVQWeight,
+                          Stage,
+                          attach_mvq_weight,
+                          fake_quant_int8,
+                          is_compressed,
+                          quantized_layers,
+)
+from .plan import LayerPlan, Plan, check_patterns, plan, register_layer_type
 from .staged import (
                        cluster_prepared,
                        dense_view,
@@ -39,5 +38,6 @@ __all__ = [
     'IMPORTANCE', 'get_importance', 'check_patterns', 'prepare', 'prune_prepared',
     'cluster_prepared', 'dense_view',
     'pending_layers', 'layer_stages', 'STAGE_DENSE', 'STAGE_PRUNED', 'STAGE_CLUSTERED',
-    'register_layer_type',
+    'register_layer_type', 'Stage', 'index_bits', 'count_macs', 'cluster_layer',
+    'cluster_layers', 'ClusterJob', 'attach_mvq_weight', 'CONFIG_ATTR',
 ]

@@ -1,64 +1,26 @@
-"""Compression-ratio accounting (docs/design.md section 2).
+"""Compression-ratio accounting of a whole model (docs/design.md section 2).
 
-Per compressed layer with ``numel`` weights, sub-vector length ``d``, ``k`` codewords and an
-N:M mask::
-
-    bits = (numel/d) * ceil(log2 k)                 # assignments
-         + (numel/M) * ceil(log2 C(M, N))           # mask codes (0 when not pruned)
-         + k * d * q_c                              # codebook
-         + (32 if q_c == 8 else 0)                  # the fp32 int8 scale
-
-Every other parameter costs 32 bits. ``CR = 32 * total_params / bits``. BN running
-statistics (buffers) are not counted, as in PQF/BGD; they are reported apart
-(``bits_buffers``: 32 bits per floating-point element, the native width otherwise, which is
-what the ``.mvq`` artifact stores), so that ``(bits + bits_buffers) / 8`` is the artifact's
-size without its header (up to rounding each packed section to whole bytes).
+Each compressed layer costs :func:`~mvq_plugin.core.bits.layer_bits` (indices, mask codes,
+codebook and its int8 scale). Every other parameter costs 32 bits.
+``CR = 32 * total_params / bits``. BN running statistics (buffers) are not counted, as in
+PQF/BGD; they are reported apart (``bits_buffers``: 32 bits per floating-point element, the
+native width otherwise, which is what the ``.mvq`` artifact stores), so that
+``(bits + bits_buffers) / 8`` is the artifact's size without its header (up to rounding each
+packed section to whole bytes).
 """
 from __future__ import annotations
 
-import math
+import copy
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
-from .nm import mask_code_bits
-from .parametrize import MVQWeight
+from .bits import LayerBits, layer_bits
+from .compress import to_dense
+from .parametrize import MVQWeight, quantized_layers
 
-__all__ = ['LayerBits', 'layer_bits', 'CompressionStats', 'compression_stats']
-
-
-@dataclass(frozen=True)
-class LayerBits:
-    """Bits of one compressed layer, by part."""
-
-    indices: int
-    masks: int
-    codebook: int
-
-    @property
-    def total(self) -> int:
-        """All bits of the layer."""
-        return self.indices + self.masks + self.codebook
-
-
-def layer_bits(numel: int, d: int, k: int, n: int, m: int, codebook_bits: int,
-               prunes: bool = True) -> LayerBits:
-    """Bits of one compressed weight (formula in the module docstring).
-
-    Args:
-        numel: Weight elements.
-        d: Sub-vector length.
-        k: Codewords.
-        n: Kept per group.
-        m: Group length.
-        codebook_bits: ``q_c``, bits per codeword element.
-        prunes: Whether a mask is stored.
-    """
-    indices = (numel // d) * math.ceil(math.log2(k))
-    masks = (numel // m) * mask_code_bits(n, m) if prunes else 0
-    codebook = k * d * codebook_bits + (32 if codebook_bits == 8 else 0)
-    return LayerBits(indices, masks, codebook)
+__all__ = ['LayerBits', 'layer_bits', 'CompressionStats', 'compression_stats', 'count_macs']
 
 
 @dataclass
@@ -156,7 +118,7 @@ class CompressionStats:
         return '\n'.join(lines)
 
 
-def _count_macs(model: nn.Module, example_inputs) -> dict[str, int]:
+def count_macs(model: nn.Module, example_inputs) -> dict[str, int]:
     """Dense MACs per conv/linear module name from one forward pass (forward hooks)."""
     macs: dict[str, int] = {}
     handles = []
@@ -201,8 +163,6 @@ def compression_stats(model: nn.Module, example_inputs=None,
     Returns:
         A :class:`CompressionStats`.
     """
-    from .compress import quantized_layers  # local: compress imports this module
-
     stats = CompressionStats()
     quantized = quantized_layers(model)
     skip_params = set()
@@ -211,15 +171,14 @@ def compression_stats(model: nn.Module, example_inputs=None,
         skip_params.add(id(module.parametrizations.weight.original))
         skip_params.add(id(q.codebook))
         numel = q.assignments.numel() * q.block_size
-        bits = layer_bits(numel, q.block_size, q.num_codewords, q.n, q.m, q.codebook_bits,
-                          prunes=q.n < q.m and q.method != 'vq')
+        bits = q.bits()
         stats.bits_indices += bits.indices
         stats.bits_masks += bits.masks
         stats.bits_codebooks += bits.codebook
         stats.params_compressed += numel
         stats.layers[name] = dict(numel=numel, bits=bits.total, indices=bits.indices,
                                   masks=bits.masks, codebook=bits.codebook,
-                                  density=q.n / q.m if q.method != 'vq' else 1.0)
+                                  density=q.n / q.m if q.prunes else 1.0)
     seen = set()
     for p in model.parameters():
         if id(p) in skip_params or id(p) in seen:
@@ -247,18 +206,15 @@ def compression_stats(model: nn.Module, example_inputs=None,
         was_training = model.training
         model.eval()
         try:
-            macs = _count_macs(model, example_inputs)
+            macs = count_macs(model, example_inputs)
         finally:
             model.train(was_training)
         stats.macs_dense = sum(macs.values())
         stats.macs_effective = int(sum(
             v * stats.layers.get(k, {}).get('density', 1.0) for k, v in macs.items()))
         if torch_pruning_check:
-            import copy
-
             import torch_pruning as tp
 
-            from .compress import to_dense
             dense = to_dense(copy.deepcopy(model)).eval()
             ops, _ = tp.utils.count_ops_and_params(dense, example_inputs)
             stats.macs_dense_torch_pruning = int(ops)

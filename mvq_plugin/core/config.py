@@ -31,6 +31,11 @@ LAYER_FIELDS = ('block_size', 'num_codewords', 'n', 'm', 'method', 'vector_axis'
                 'kmeans_iters', 'kmeans_init', 'tol', 'codebook_bits', 'importance')
 
 
+def prunes(method: str, n: int, m: int) -> bool:
+    """The rule "does this layer store an N:M mask": ``vq`` never prunes, ``n == m`` keeps all."""
+    return method != 'vq' and n < m
+
+
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f'MVQConfig.{name}={value!r} is not allowed; '
@@ -94,8 +99,8 @@ class LayerConfig:
 
     @property
     def prunes(self) -> bool:
-        """Whether this layer is N:M pruned (``vq`` never prunes; ``n == m`` keeps all)."""
-        return self.method != 'vq' and self.n < self.m
+        """Whether this layer is N:M pruned (:func:`prunes`)."""
+        return prunes(self.method, self.n, self.m)
 
     @property
     def masked_clustering(self) -> bool:

@@ -15,21 +15,40 @@ pruned positions are multiplied by 0.
 The dense weight the layer was clustered from stays as the frozen
 ``parametrizations.weight.original`` (no gradient, excluded from the artifact), so one can
 always see which weights the clustering came from.
+
+The plumbing lives here too: :func:`attach_mvq_weight`, :func:`quantized_layers`,
+:func:`is_compressed` and :func:`detach_mvq_weight` (the one place that turns a parametrized
+layer back into its plain class).
 """
 from __future__ import annotations
 
+import enum
+
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
+from .bits import layer_bits
 from .blocking import from_subvectors
+from .config import prunes
 
-__all__ = ['MVQWeight', 'fake_quant_int8', 'int8_scale', 'STAGE_DENSE', 'STAGE_PRUNED',
-           'STAGE_CLUSTERED']
+__all__ = ['MVQWeight', 'Stage', 'fake_quant_int8', 'int8_scale', 'STAGE_DENSE', 'STAGE_PRUNED',
+           'STAGE_CLUSTERED', 'attach_mvq_weight', 'detach_mvq_weight', 'quantized_layers',
+           'is_compressed']
 
-#: Stages of an MVQ weight (the ``stage`` buffer): the frozen dense weight passes through
-#: (structure prepared, nothing computed yet), the N:M-masked dense weight (sparse
-#: fine-tuning), or ``mask * codebook[assignments]``.
-STAGE_DENSE, STAGE_PRUNED, STAGE_CLUSTERED = 0, 1, 2
+
+class Stage(enum.IntEnum):
+    """Stage of an MVQ weight (its ``stage`` buffer holds the value)."""
+
+    #: Structure prepared, nothing computed yet: the frozen dense weight passes through.
+    DENSE = 0
+    #: The N:M-masked dense weight (sparse fine-tuning).
+    PRUNED = 1
+    #: ``mask * codebook[assignments]``.
+    CLUSTERED = 2
+
+
+STAGE_DENSE, STAGE_PRUNED, STAGE_CLUSTERED = Stage.DENSE, Stage.PRUNED, Stage.CLUSTERED
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -132,6 +151,39 @@ class MVQWeight(nn.Module):
         self.layer_config = None
 
     @property
+    def prunes(self) -> bool:
+        """Whether the layer stores an N:M mask (:func:`~mvq_plugin.core.config.prunes`)."""
+        return prunes(self.method, self.n, self.m)
+
+    @property
+    def current_stage(self) -> Stage:
+        """The :class:`Stage` the ``stage`` buffer holds."""
+        return Stage(int(self.stage))
+
+    def bits(self):
+        """The accounted :class:`~mvq_plugin.core.bits.LayerBits` of this weight."""
+        return layer_bits(self.assignments.numel() * self.block_size, d=self.block_size,
+                          k=self.num_codewords, n=self.n, m=self.m,
+                          codebook_bits=self.codebook_bits, prunes=self.prunes)
+
+    @torch.no_grad()
+    def take_state(self, other: 'MVQWeight', *, stage: Stage = Stage.CLUSTERED) -> None:
+        """Copies ``other``'s codebook, assignments and mask into this weight, in place.
+
+        The tensors keep their identity (optimizer state, DDP registrations stay valid), so
+        the shapes must agree.
+        """
+        if (self.codebook.shape != other.codebook.shape
+                or self.assignments.shape != other.assignments.shape):
+            raise ValueError(f'take_state: codebook {tuple(other.codebook.shape)} / '
+                             f'{other.assignments.numel()} sub-vectors do not fit '
+                             f'{tuple(self.codebook.shape)} / {self.assignments.numel()}')
+        self.codebook.copy_(other.codebook)
+        self.assignments.copy_(other.assignments)
+        self.mask.copy_(other.mask)
+        self.stage.fill_(int(stage))
+
+    @property
     def block_size(self) -> int:
         """Sub-vector length d."""
         return self.codebook.shape[1]
@@ -160,7 +212,7 @@ class MVQWeight(nn.Module):
             or masked, before clustering; see :attr:`stage`).
         """
         # Shape-only (meta) tracing cannot read the buffer; shapes agree in every stage.
-        stage = STAGE_CLUSTERED if self.stage.is_meta else int(self.stage)
+        stage = Stage.CLUSTERED if self.stage.is_meta else int(self.stage)
         if stage == STAGE_DENSE:
             return original
         if stage == STAGE_PRUNED:
@@ -174,3 +226,58 @@ class MVQWeight(nn.Module):
                 f'method={self.method}, axis={self.vector_axis}, '
                 f'subvectors={self.assignments.numel()}, stage={int(self.stage)}, '
                 f'quantize={self.quantize}')
+
+
+def is_compressed(module: nn.Module) -> bool:
+    """Whether ``module.weight`` is an MVQ weight."""
+    return (parametrize.is_parametrized(module, 'weight')
+            and any(isinstance(p, MVQWeight) for p in module.parametrizations.weight))
+
+
+def quantized_layers(model: nn.Module) -> dict[str, MVQWeight]:
+    """``{module_name: MVQWeight}`` of every compressed layer.
+
+    Each value holds ``codebook`` (k x d Parameter), ``assignments`` (n,) and ``mask``
+    (n x d bool) in the sub-vector layout of docs/design.md section 2.
+    """
+    out = {}
+    for name, module in model.named_modules():
+        if is_compressed(module):
+            out[name] = next(p for p in module.parametrizations.weight
+                             if isinstance(p, MVQWeight))
+    return out
+
+
+def attach_mvq_weight(module: nn.Module, q: MVQWeight) -> None:
+    """Makes ``q`` the parametrization of ``module.weight``, in place.
+
+    ``q`` is moved to the weight's device; the dense weight stays as the frozen
+    ``parametrizations.weight.original`` (no gradient).
+
+    Args:
+        module: A layer with a plain ``weight`` of shape ``q.weight_shape``.
+        q: The MVQ weight.
+    """
+    q.to(module.weight.device)
+    parametrize.register_parametrization(module, 'weight', q)
+    module.parametrizations.weight.original.requires_grad_(False)
+
+
+def detach_mvq_weight(module: nn.Module, weight: nn.Parameter) -> None:
+    """Turns a layer whose only parametrization is an MVQ weight back into its plain class.
+
+    ``torch.nn.utils.parametrize.remove_parametrizations`` deletes the injected ``weight``
+    property from the generated class, which ``copy.deepcopy`` shares between copies; this
+    undoes the parametrization by hand instead: the ``parametrizations`` container goes, the
+    class becomes the one it was built from, and ``weight`` becomes the given Parameter.
+
+    Args:
+        module: A layer with exactly one parametrization, on ``weight``.
+        weight: The plain weight to leave on it (e.g. the dense original, or a baked one).
+    """
+    if list(module.parametrizations.keys()) != ['weight'] or len(
+            module.parametrizations.weight) != 1:
+        raise ValueError(f'{type(module).__name__}: weight has other parametrizations')
+    del module.parametrizations
+    module.__class__ = module.__class__.__bases__[0]
+    module.weight = weight

@@ -18,35 +18,30 @@ The stage is a buffer, so checkpoints carry it: a resumed or tested model never 
 from __future__ import annotations
 
 import contextlib
-import logging
-import time
 from typing import Iterable, Iterator
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .accounting import layer_bits
 from .blocking import to_subvectors
-from .compress import (
-    CompressionReport,
-    LayerReport,
-    Plan,
-    ProgressFn,
-    _cluster_layer,
-    plan,
-    quantized_layers,
-)
+from .cluster import ClusterJob, CompressionReport, ProgressFn, cluster_layers
 from .config import MVQConfig
 from .importance import get_importance
 from .nm import nm_mask
-from .parametrize import STAGE_CLUSTERED, STAGE_DENSE, STAGE_PRUNED, MVQWeight
+from .parametrize import (
+    STAGE_CLUSTERED,
+    STAGE_DENSE,
+    STAGE_PRUNED,
+    MVQWeight,
+    attach_mvq_weight,
+    detach_mvq_weight,
+    quantized_layers,
+)
+from .plan import Plan, plan
 
 __all__ = ['prepare', 'prune_prepared', 'cluster_prepared', 'pending_layers', 'layer_stages',
            'dense_view']
-
-logger = logging.getLogger('mvq_plugin')
-
 
 def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False) -> Plan:
     """Attaches placeholder MVQ weights (:data:`STAGE_DENSE`) to every planned layer.
@@ -76,7 +71,7 @@ def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False) -> P
                       n=lcfg.n if lcfg.prunes else lcfg.m, m=lcfg.m, method=lcfg.method,
                       codebook_bits=lcfg.codebook_bits, stage=STAGE_DENSE)
         q.layer_config = lcfg
-        parametrize.register_parametrization(module, 'weight', q)
+        attach_mvq_weight(module, q)
         module.parametrizations.weight.original.requires_grad_(train_dense)
     return the_plan
 
@@ -152,32 +147,18 @@ def cluster_prepared(model: nn.Module, names: Iterable[str] | None = None, *, se
     layers = quantized_layers(model)
     index = {n: i for i, n in enumerate(layers)}
     names = pending_layers(model) if names is None else list(names)
-    report = CompressionReport(Plan())
-    for j, name in enumerate(names):
-        if progress is not None:
-            progress(j, len(names), name)
+    jobs = []
+    for name in names:
         q = layers[name]
         lcfg = _config_of(name, q)
-        if int(q.stage) == STAGE_PRUNED:
-            mask_importance = _keep_mask(q.mask)
-        else:
-            mask_importance = get_importance(lcfg.importance)
-        start = time.perf_counter()
-        weight = _original(model, name)
-        built, sse, err, iters, objective = _cluster_layer(
-            weight, None, lcfg, mask_importance, seed + index[name], backend)
-        q.codebook.copy_(built.codebook)
-        q.assignments.copy_(built.assignments)
-        q.mask.copy_(built.mask)
-        q.stage.fill_(STAGE_CLUSTERED)
-        seconds = time.perf_counter() - start
-        logger.info('[%d/%d] %s: rel.err %.4f, %d iters, %.2fs', j + 1, len(names), name, err,
-                    iters, seconds)
-        report.layers.append(LayerReport(name, sse, err, iters, seconds,
-                                         _bits(q), objective))
-    if progress is not None:
-        progress(len(names), len(names), '')
-    return report
+        importance = (_keep_mask(q.mask) if int(q.stage) == STAGE_PRUNED
+                      else get_importance(lcfg.importance))
+        jobs.append(ClusterJob(name, _original(model, name), lcfg, importance,
+                               seed + index[name]))
+    weights, reports = cluster_layers(jobs, backend=backend, progress=progress)
+    for name, built in zip(names, weights):
+        layers[name].take_state(built)
+    return CompressionReport(Plan(), reports)
 
 
 def _keep_mask(mask: torch.Tensor):
@@ -185,12 +166,6 @@ def _keep_mask(mask: torch.Tensor):
     def importance(vectors: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
         return mask.to(vectors.dtype)
     return importance
-
-
-def _bits(q: MVQWeight) -> int:
-    lcfg = q.layer_config
-    return layer_bits(q.assignments.numel() * q.block_size, q.block_size, q.num_codewords,
-                      q.n, q.m, q.codebook_bits, prunes=lcfg.prunes).total
 
 
 @contextlib.contextmanager
@@ -206,13 +181,10 @@ def dense_view(model: nn.Module) -> Iterator[nn.Module]:
     saved = []
     for name, q in quantized_layers(model).items():
         module = model.get_submodule(name)
-        if list(module.parametrizations.keys()) != ['weight'] or len(
-                module.parametrizations.weight) != 1:
-            raise ValueError(f'dense_view: layer {name!r} has other parametrizations')
-        original = module.parametrizations.weight.original
-        del module.parametrizations
-        module.__class__ = module.__class__.__bases__[0]
-        module.weight = original
+        try:
+            detach_mvq_weight(module, module.parametrizations.weight.original)
+        except ValueError as err:
+            raise ValueError(f'dense_view: layer {name!r}: {err}') from None
         saved.append((module, q))
     try:
         yield model

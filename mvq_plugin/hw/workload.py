@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+
+from ..core.bits import index_bits
+from ..core.config import prunes
+from ..core.nm import mask_code_bits
 
 __all__ = ['LayerWorkload', 'Workload', 'extract_workload', 'read_topology', 'write_topology',
            'mask_bits_per_subvector']
@@ -38,9 +41,7 @@ TOPOLOGY_HEADER = ('Layer name', 'IFMAP Height', 'IFMAP Width', 'Filter Height',
 
 def mask_bits_per_subvector(d: int, n: int, m: int) -> int:
     """Mask bits of one sub-vector: ``(d / M) * ceil(log2 C(M, N))`` (0 without pruning)."""
-    if n >= m:
-        return 0
-    return (d // m) * math.ceil(math.log2(math.comb(m, n)))
+    return (d // m) * mask_code_bits(n, m)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class LayerWorkload:
     @property
     def prunes(self) -> bool:
         """Whether the layer is compressed with an N:M mask (``vq`` never prunes)."""
-        return bool(self.compressed and self.method != 'vq' and self.n < self.m)
+        return bool(self.compressed and prunes(self.method, self.n, self.m))
 
     @property
     def density(self) -> float:
@@ -169,7 +170,7 @@ class LayerWorkload:
     @property
     def index_bits(self) -> int:
         """``ceil(log2 k)`` bits per sub-vector index."""
-        return max(1, math.ceil(math.log2(self.num_codewords))) if self.compressed else 0
+        return index_bits(self.num_codewords) if self.compressed else 0
 
     @property
     def touched_ifmap(self) -> tuple[int, int]:
@@ -296,7 +297,7 @@ def _compression_from_model(model) -> dict[str, dict[str, Any]]:
         mask = q.mask.detach().cpu()
         method = getattr(q, 'method', 'mvq')
         n, m = int(q.n), int(q.m)
-        if method == 'vq':
+        if not prunes(method, n, m):
             n = m
         out[name] = dict(compressed=True, block_size=int(q.block_size),
                          num_codewords=int(q.num_codewords), n=n, m=m, method=method,
@@ -314,7 +315,7 @@ def _compression_from_plan(plan) -> dict[str, dict[str, Any]]:
             continue
         method = rec.get('method') or 'mvq'
         n, m = int(rec['n']), int(rec['m'])
-        if method == 'vq':
+        if not prunes(method, n, m):
             n = m
         out[rec['name']] = dict(compressed=True, block_size=int(rec['block_size']),
                                 num_codewords=int(rec['num_codewords']), n=n, m=m,

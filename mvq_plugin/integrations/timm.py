@@ -33,9 +33,9 @@ Attributes set on a compressed model (plain Python attributes, not in the state 
 
 * ``model.mvq_config``: the resolved :class:`~mvq_plugin.core.config.MVQConfig` (including
   the classifier rule);
-* ``model.mvq_plan``: the :class:`~mvq_plugin.core.compress.Plan` (``str()`` is a table with the
+* ``model.mvq_plan``: the :class:`~mvq_plugin.core.plan.Plan` (``str()`` is a table with the
   reason for every dense layer);
-* ``model.mvq_report``: the :class:`~mvq_plugin.core.compress.CompressionReport` (per-layer
+* ``model.mvq_report``: the :class:`~mvq_plugin.core.cluster.CompressionReport` (per-layer
   clustering error and time; ``None`` for a model loaded from an artifact).
 """
 from __future__ import annotations
@@ -53,10 +53,13 @@ from timm.layers import CondConv2d
 from torch import nn
 
 from ..core.blocking import blocking_error
-from ..core.compress import Plan, ProgressFn, compress, quantized_layers, register_layer_type
-from ..core.compress import plan as core_plan
+from ..core.cluster import ProgressFn
+from ..core.compress import compress
 from ..core.config import LayerConfig, MVQConfig
 from ..core.importance import Importance
+from ..core.parametrize import quantized_layers
+from ..core.plan import Plan, register_layer_type
+from ..core.plan import plan as core_plan
 
 __all__ = ['create_model', 'create_dense_model', 'wrap', 'plan', 'load_model',
            'resolve_config', 'first_conv_names', 'classifier_names', 'param_groups']
@@ -178,7 +181,7 @@ def plan(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
         classifier: The classifier rule (see :func:`resolve_config`).
 
     Returns:
-        The per-layer :class:`~mvq_plugin.core.compress.Plan`.
+        The per-layer :class:`~mvq_plugin.core.plan.Plan`.
     """
     cfg = resolve_config(model, mvq, classifier=classifier)
     return core_plan(model, cfg, first_conv=first_conv_names(model))

@@ -86,11 +86,18 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..core.accounting import layer_bits
-from ..core.compress import CONFIG_ATTR, attach_mvq_weight, quantized_layers
-from ..core.config import MVQConfig
+from ..core.bits import index_bits, layer_bits
+from ..core.compress import CONFIG_ATTR
+from ..core.config import MVQConfig, prunes
 from ..core.nm import decode_mask, encode_mask, mask_code_bits
-from ..core.parametrize import STAGE_CLUSTERED, MVQWeight, int8_scale
+from ..core.parametrize import (
+    STAGE_CLUSTERED,
+    MVQWeight,
+    attach_mvq_weight,
+    int8_scale,
+    quantized_layers,
+)
+from ..version import __version__
 from .bitpack import pack_bits, packed_size, unpack_bits
 
 __all__ = ['save', 'load', 'inspect_artifact', 'read_header', 'ArtifactInfo', 'ArtifactError',
@@ -248,21 +255,12 @@ class ArtifactInfo:
 # --------------------------------------------------------------------------------- helpers
 
 
-def _index_bits(k: int) -> int:
-    """``ceil(log2 k)`` in exact integer arithmetic (0 for k = 1)."""
-    return (k - 1).bit_length()
-
-
 def _sd_prefix(name: str) -> str:
     return f'{name}.' if name else ''
 
 
 def _crc(data: bytes | memoryview) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
-
-
-def _has_mask(q: MVQWeight) -> bool:
-    return q.n < q.m and q.method != 'vq'
 
 
 def _storage_dtype(t: torch.Tensor, float_dtype: str, key: str) -> str:
@@ -302,11 +300,11 @@ def _encode_layer(name: str, q: MVQWeight
                          f'{sorted(_CODEBOOK_DTYPES)}')
     k, d = q.codebook.shape
     count = q.assignments.numel()
-    bits = _index_bits(k)
+    bits = index_bits(k)
     sections = [('assignments', pack_bits(q.assignments.detach().cpu().numpy(), bits),
                  {'bits': bits})]
     mask = q.mask.detach().cpu()
-    if _has_mask(q):
+    if q.prunes:
         code_bits = mask_code_bits(q.n, q.m)
         codes = encode_mask(mask, q.n, q.m).numpy()
         sections.append(('mask', pack_bits(codes, code_bits), {'bits': code_bits}))
@@ -413,8 +411,6 @@ def save(model: nn.Module, path: str | os.PathLike, *, float_dtype: str = 'float
         ValueError: A layer is not clustered yet, a tensor has an unsupported dtype, or
             ``float_dtype`` is not allowed.
     """
-    from .. import __version__
-
     path = os.fspath(path)
     if float_dtype not in ('float32', 'float16'):
         raise ValueError(f"float_dtype={float_dtype!r} must be 'float32' or 'float16'")
@@ -624,13 +620,13 @@ def _decode_layer(path: str, region: memoryview, entry: Any, chk: _Checker) -> _
         raise chk.fail(f'{where}: codebook_dtype {entry.get("codebook_dtype")!r} does not '
                        f'match codebook_bits={cb_bits}', name)
     sections = chk.get(entry, 'sections', dict, where)
-    pruned = n < m and method != 'vq'
+    pruned = prunes(method, n, m)
     if pruned and d % m:
         raise chk.fail(f'{where}: m={m} does not divide d={d}', name)
     if set(sections) != ({'assignments', 'codebook'} | ({'mask'} if pruned else set())):
         raise chk.fail(f'{where}: sections {sorted(sections)} do not fit N:M={n}:{m}', name)
 
-    bits = _index_bits(k)
+    bits = index_bits(k)
     view = _section(path, region, sections['assignments'], f'{name}/assignments',
                     packed_size(count, bits), chk)
     assignments = unpack_bits(view, bits, count)
@@ -697,9 +693,9 @@ def _info(path: str, header: dict, header_bytes: int, total_bytes: int) -> Artif
         info.mask_bytes += sizes.get('mask', 0)
         info.codebook_bytes += sizes['codebook']
         info.accounted_bits += layer_bits(
-            entry['num_subvectors'] * entry['d'], entry['d'], entry['k'], entry['n'],
-            entry['m'], entry['codebook_bits'],
-            prunes=entry['n'] < entry['m'] and entry['method'] != 'vq').total
+            entry['num_subvectors'] * entry['d'], d=entry['d'], k=entry['k'], n=entry['n'],
+            m=entry['m'], codebook_bits=entry['codebook_bits'],
+            prunes=prunes(entry['method'], entry['n'], entry['m'])).total
     for entry in header['tensors']:
         numel = math.prod(entry['shape'])
         if entry['kind'] == 'parameter':

@@ -35,7 +35,8 @@ def test_plan_lists_every_layer_with_reason(tiny_net):
     }
     conv = p.layers[1]
     assert conv.num_subvectors == 32 * 3 * 3 * 16 // 8
-    assert conv.bits == layer_bits(32 * 16 * 9, 8, 16, 2, 8, 8).total
+    assert conv.bits == layer_bits(32 * 16 * 9, d=8, k=16, n=2, m=8, codebook_bits=8,
+                                   prunes=True).total
     assert conv.bits == 576 * 4 + (4608 // 8) * 5 + 16 * 8 * 8 + 32
     text = str(p)
     assert 'depthwise conv' in text and '2 of 5 layers compressed' in text
@@ -204,7 +205,8 @@ def test_compression_stats_numbers(tiny_net):
     assert s.params_compressed == conv + pw + fc
     assert s.params_total == dense_total  # codebooks and frozen originals are not params
     assert s.params_uncompressed == dense_total - conv - pw - fc
-    expect = sum(layer_bits(n, 8, 16, 2, 8, 8).total for n in (conv, pw, fc))
+    expect = sum(layer_bits(numel, d=8, k=16, n=2, m=8, codebook_bits=8, prunes=True).total
+                 for numel in (conv, pw, fc))
     assert s.bits == expect + 32 * s.params_uncompressed
     assert s.compression_ratio == pytest.approx(32 * s.params_total / s.bits)
     hw = 8 * 8

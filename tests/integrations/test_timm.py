@@ -361,7 +361,7 @@ def test_layer_zoo(tmp_path):
 
 def test_condconv_unsupported_without_registration():
     """Without the adapter's rule CondConv2d would still be listed, with a reason."""
-    core_compress = importlib.import_module('mvq_plugin.core.compress')
+    core_compress = importlib.import_module('mvq_plugin.core.plan')
 
     saved = core_compress._LAYER_TYPES.pop(CondConv2d)
     try:

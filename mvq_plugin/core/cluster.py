@@ -1,0 +1,155 @@
+"""Clustering one layer, and the one loop over layers that every path shares.
+
+:func:`cluster_layer` N:M-prunes one weight by importance and clusters it with (masked)
+k-means, returning the :class:`~mvq_plugin.core.parametrize.MVQWeight` and its
+:class:`LayerReport`. :func:`cluster_layers` runs it over a list of :class:`ClusterJob` s with
+progress, timing and logging; :func:`~mvq_plugin.core.compress.compress` and
+:func:`~mvq_plugin.core.staged.cluster_prepared` both use it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from .blocking import from_subvectors, to_subvectors
+from .config import LayerConfig
+from .importance import Importance
+from .kmeans import masked_kmeans
+from .nm import nm_mask
+from .parametrize import MVQWeight
+from .plan import Plan
+
+__all__ = ['LayerReport', 'CompressionReport', 'ClusterJob', 'cluster_layer', 'cluster_layers',
+           'ProgressFn']
+
+logger = logging.getLogger('mvq_plugin')
+
+#: ``progress(index, total, layer_name)``, called before each layer is clustered (and once
+#: at the end with ``index == total`` and an empty name).
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class LayerReport:
+    """Outcome of clustering one layer.
+
+    Attributes:
+        name: Module name.
+        masked_sse: Final k-means objective ``sum ||m * (w - c_a)||^2``.
+        relative_error: ``||W - W_hat||_F / ||W||_F`` (pruning and clustering together).
+        iterations: Lloyd update steps.
+        seconds: Wall time of pruning and clustering.
+        bits: Bits of the compressed weight.
+        objective: The objective after each assignment step.
+    """
+
+    name: str
+    masked_sse: float
+    relative_error: float
+    iterations: int
+    seconds: float
+    bits: int
+    objective: list[float] = field(default_factory=list)
+
+
+@dataclass
+class CompressionReport:
+    """What :func:`compress` did: the plan and one :class:`LayerReport` per compressed layer."""
+
+    plan: Plan
+    layers: list[LayerReport] = field(default_factory=list)
+
+    def records(self) -> list[dict]:
+        """One flat record per compressed layer (without the objective history)."""
+        return [{k: v for k, v in asdict(r).items() if k != 'objective'} for r in self.layers]
+
+    def __str__(self) -> str:
+        lines = [f'{"layer":40s} {"rel.err":>8s} {"iters":>5s} {"sec":>6s} {"bits":>12s}']
+        for r in self.layers:
+            lines.append(f'{r.name:40s} {r.relative_error:8.4f} {r.iterations:5d} '
+                         f'{r.seconds:6.2f} {r.bits:12,d}')
+        return '\n'.join(lines)
+
+
+@dataclass
+class ClusterJob:
+    """One layer to cluster.
+
+    Attributes:
+        name: Module name.
+        weight: The dense weight.
+        config: Its resolved settings.
+        importance: ``(vectors, grad) -> scores`` deciding the N:M mask.
+        seed: k-means seed.
+        grad: ``dL/dW`` for gradient-based importances, else ``None``.
+    """
+
+    name: str
+    weight: torch.Tensor
+    config: LayerConfig
+    importance: Importance
+    seed: int
+    grad: torch.Tensor | None = None
+
+
+@torch.no_grad()
+def cluster_layer(job: ClusterJob, backend: str = 'auto') -> tuple[MVQWeight, LayerReport]:
+    """Prunes and clusters one weight.
+
+    The mask keeps, in each group of ``m`` consecutive sub-vector elements, the ``n`` with the
+    highest importance; ``mvq`` clusters with the mask (masked k-means), ``prune_vq`` clusters
+    the zero-filled sub-vectors with plain k-means, ``vq`` neither prunes nor masks.
+
+    Returns:
+        ``(MVQWeight, LayerReport)``; the report's ``seconds`` covers pruning and clustering.
+    """
+    start = time.perf_counter()
+    lcfg, weight = job.config, job.weight.detach()
+    d, axis = lcfg.block_size, lcfg.vector_axis
+    vectors = to_subvectors(weight, d, axis).float()
+    if lcfg.prunes:
+        g = to_subvectors(job.grad, d, axis).float() if job.grad is not None else None
+        mask = nm_mask(job.importance(vectors, g), lcfg.n, lcfg.m)
+    else:
+        mask = torch.ones_like(vectors, dtype=torch.bool)
+    k_mask = mask if lcfg.masked_clustering else None
+    k_input = vectors * mask if lcfg.method == 'prune_vq' else vectors
+    result = masked_kmeans(k_input, k_mask, lcfg.num_codewords, iters=lcfg.kmeans_iters,
+                           seed=job.seed, init=lcfg.kmeans_init, tol=lcfg.tol, backend=backend)
+    q = MVQWeight(result.codebook, result.assignments, mask, tuple(weight.shape), axis,
+                  n=lcfg.n if lcfg.prunes else lcfg.m, m=lcfg.m, method=lcfg.method,
+                  codebook_bits=lcfg.codebook_bits)
+    q.layer_config = lcfg
+    reconstructed = result.codebook[result.assignments] * mask
+    w_hat = from_subvectors(reconstructed, weight.shape, axis)
+    err = (weight.float() - w_hat).pow(2).sum().sqrt() / weight.float().pow(2).sum().sqrt()
+    sse = float((vectors * mask - reconstructed).pow(2).sum())
+    return q, LayerReport(job.name, sse, float(err), result.iterations,
+                          time.perf_counter() - start, q.bits().total, result.objective)
+
+
+def cluster_layers(jobs: Sequence[ClusterJob], *, backend: str = 'auto',
+                   progress: ProgressFn | None = None
+                   ) -> tuple[list[MVQWeight], list[LayerReport]]:
+    """:func:`cluster_layer` for each job, with progress callbacks and one log line per layer.
+
+    Returns:
+        The MVQ weights and the reports, in job order. Nothing is attached to any model.
+    """
+    weights, reports = [], []
+    for i, job in enumerate(jobs):
+        if progress is not None:
+            progress(i, len(jobs), job.name)
+        q, report = cluster_layer(job, backend)
+        logger.info('[%d/%d] %s %s: rel.err %.4f, %d iters, %.2fs', i + 1, len(jobs), job.name,
+                    'x'.join(map(str, job.weight.shape)), report.relative_error,
+                    report.iterations, report.seconds)
+        weights.append(q)
+        reports.append(report)
+    if progress is not None:
+        progress(len(jobs), len(jobs), '')
+    return weights, reports
