@@ -31,7 +31,6 @@ from .core import (
     to_dense,
 )
 from .io import ArtifactError, ArtifactInfo, load, save
-
 from .version import __version__  # noqa: E402
 
 __all__ = [

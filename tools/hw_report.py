@@ -15,8 +15,7 @@ Examples::
 
 A dense network costed on an architecture with the sparse array or the VQ weight stream
 (``mvq``) is first planned with ``--block-size/--codewords/--nm`` (``mvq_plugin.plan``, the
-paper's settings by default); ``--no-plan`` costs it dense. (``--config`` for OpenMMLab
-configs is not available yet.)
+paper's settings by default); ``--no-plan`` costs it dense.
 """
 from __future__ import annotations
 
@@ -92,48 +91,22 @@ def build_workload(args: argparse.Namespace, needs_plan: bool):
     return hw.extract_workload(model, tuple(args.input_shape), plan=plan, name=args.timm)
 
 
-def _mm_forward_fn(scope: str, shape: tuple[int, ...]):
-    """Tensor-mode forward; detectors get data samples describing the input (no data read)."""
-    if scope != 'mmdet':
-        return lambda model, x: model(x, mode='tensor')
-    from mmdet.structures import DetDataSample
-    h, w = shape[-2:]
-    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
-                scale_factor=(1.0, 1.0))
-    samples = [DetDataSample(metainfo=meta) for _ in range(shape[0])]
-    return lambda model, x: model(x, samples, mode='tensor')
-
-
 def build_mm_workload(args: argparse.Namespace, needs_plan: bool):
     """The workload of an OpenMMLab config's model (planned, or compressed from --checkpoint)."""
-    from mmengine.runner.checkpoint import load_checkpoint
-
     import mvq_plugin as mvq
-    from mvq_plugin import hw
-    from mvq_plugin.integrations.mm.config_model import build_model_from_config
-    model, cfg = build_model_from_config(args.config)
-    scope = cfg.get('default_scope', 'mmengine')
-    if args.checkpoint:
-        if args.checkpoint.endswith('.mvq'):
-            mvq.load(model, args.checkpoint)
-        else:
-            load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
-    plan = None
-    if needs_plan and mvq.core.pending_layers(model):
-        plan = model.mvq_plan  # an MVQ config: its own settings, not yet clustered
-    elif needs_plan and not mvq.quantized_layers(model):
-        n, m = (int(v) for v in args.nm.split(':'))
-        plan = mvq.plan(model, mvq.MVQConfig(block_size=args.block_size,
-                                             num_codewords=args.codewords, n=n, m=m))
-    shape = tuple(args.input_shape)
-    return hw.extract_workload(model, shape, plan=plan, forward_fn=_mm_forward_fn(scope, shape),
-                               name=Path(args.config).stem)
+    from mvq_plugin.integrations.mm.tracing import config_workload
+    n, m = (int(v) for v in args.nm.split(':'))
+    plan_cfg = mvq.MVQConfig(block_size=args.block_size, num_codewords=args.codewords, n=n,
+                             m=m) if needs_plan else None
+    return config_workload(args.config, tuple(args.input_shape), checkpoint=args.checkpoint,
+                           plan_cfg=plan_cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format='%(message)s')
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format='%(message)s')
+    logger.setLevel(level)  # the report goes to stdout; the library's logs only with -v
     if args.checkpoint and not args.config:
         print('error: --checkpoint needs --config', file=sys.stderr)
         return 2

@@ -1,20 +1,25 @@
-"""PNG plots of a :class:`~mvq_plugin.hw.HardwareReport` (matplotlib, Agg backend)."""
+"""PNG plots of a :class:`~mvq_plugin.hw.HardwareReport` (matplotlib, Agg backend).
+
+matplotlib is imported with this module, so importing it without matplotlib raises
+``ImportError``, which :meth:`HardwareReport.write` turns into a warning.
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+import matplotlib
 import numpy as np
 
 from .cost import ENERGY_COMPONENTS
 
-if TYPE_CHECKING:
-    from .report import HardwareReport
+matplotlib.use('Agg', force=False)
+import matplotlib.pyplot as plt  # noqa: E402
 
 __all__ = ['plot_report']
 
 
-def plot_report(report: 'HardwareReport', directory: str | Path,
+def plot_report(report: Any, directory: str | Path,
                 stem: str = 'hw_report') -> list[Path]:
     """Write ``{stem}_cycles.png`` (per-layer cycles, baseline overlaid) and
     ``{stem}_energy.png`` (energy breakdown per design: baseline, sparsity only, VQ only, both).
@@ -22,10 +27,6 @@ def plot_report(report: 'HardwareReport', directory: str | Path,
     Returns:
         The paths written.
     """
-    import matplotlib
-    matplotlib.use('Agg', force=False)
-    import matplotlib.pyplot as plt
-
     directory = Path(directory)
     paths = []
     names = [lay.name for lay in report.workload.layers]

@@ -27,6 +27,8 @@ __all__ = ['HardwareReport', 'FORMATS', 'VARIANTS']
 logger = logging.getLogger('mvq_plugin')
 
 FORMATS = ('json', 'csv', 'md', 'png')
+#: The text formats and the method that renders each (``png`` is the plots module's).
+_TEXT_WRITERS = {'json': 'to_json', 'csv': 'to_csv', 'md': 'to_markdown'}
 #: Decomposition variants: (label, sparse_compute, vq_weights) applied to the target arch.
 VARIANTS = (('sparsity_only', True, False), ('vq_only', False, True), ('both', True, True))
 
@@ -322,24 +324,19 @@ class HardwareReport:
         if bad:
             raise ValueError(f'unknown report formats {bad}; allowed: {FORMATS}')
         written: dict[str, Path] = {}
-        if 'json' in formats:
-            written['json'] = directory / f'{stem}.json'
-            written['json'].write_text(self.to_json())
-        if 'csv' in formats:
-            written['csv'] = directory / f'{stem}.csv'
-            written['csv'].write_text(self.to_csv())
-        if 'md' in formats:
-            written['md'] = directory / f'{stem}.md'
-            written['md'].write_text(self.to_markdown())
-        if 'png' in formats:
-            try:
+        for fmt in formats:
+            if fmt in _TEXT_WRITERS:
+                written[fmt] = directory / f'{stem}.{fmt}'
+                written[fmt].write_text(getattr(self, _TEXT_WRITERS[fmt])())
+                continue
+            try:  # png
                 from .plots import plot_report
             except ImportError as err:  # matplotlib is optional
                 logger.warning('hw: PNG plots skipped (%s)', err)
-            else:
-                paths = plot_report(self, directory, stem)
-                if paths:
-                    written['png'] = paths[0]
+                continue
+            paths = plot_report(self, directory, stem)
+            if paths:
+                written['png'] = paths[0]
         return written
 
 

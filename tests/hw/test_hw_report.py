@@ -1,6 +1,5 @@
 """Reports: totals, scalars, files (JSON/CSV/MD/PNG), decomposition, tables, CLI."""
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -90,50 +89,51 @@ def test_custom_table_and_node(tmp_path):
         hw.load_table(raw)
 
 
-def _cli():
-    spec = importlib.util.spec_from_file_location('hw_report_cli',
-                                                  ROOT / 'tools' / 'hw_report.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _cli(*args: str) -> tuple[int, str]:
+    """``tools/hw_report.py ARGS`` as a user runs it: (exit code, stdout)."""
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'hw_report.py'), *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stdout
 
 
-def test_cli_topology(tmp_path, capsys):
-    cli = _cli()
+def test_cli_topology(tmp_path):
     topo = tmp_path / 'net.csv'
     hw.write_topology(small_workload().layers[:2], topo)
-    assert cli.main(['--topology', str(topo), '--arch', 'ws', '--rows', '8', '--cols', '8',
-                     '--format', 'csv']) == 0
-    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    rc, out = _cli('--topology', str(topo), '--arch', 'ws', '--rows', '8', '--cols', '8',
+                   '--format', 'csv')
+    assert rc == 0
+    rows = list(csv.DictReader(out.splitlines()))
     assert len(rows) == 2
     assert int(rows[0]['Total Cycles']) == int(hw.ws_cycles(27, 16, 256, 8, 8))
-    assert cli.main(['--topology', str(topo), '--format', 'json']) == 0
-    doc = json.loads(capsys.readouterr().out)
+    rc, out = _cli('--topology', str(topo), '--format', 'json')
+    assert rc == 0
+    doc = json.loads(out)
     assert doc['arch']['name'] == 'mvq' and doc['baseline']['arch']['name'] == 'ews'
     assert doc['totals']['macs'] < doc['totals']['dense_macs']
     out = tmp_path / 'r.md'
-    assert cli.main(['--topology', str(topo), '--format', 'md', '--baseline', 'none',
-                     '--output', str(out)]) == 0
+    assert _cli('--topology', str(topo), '--format', 'md', '--baseline', 'none',
+                '--output', str(out))[0] == 0
     assert out.read_text().startswith('# Hardware report: net on mvq')
-    assert cli.main(['--topology', str(topo), '--checkpoint', 'x.pth']) == 2
+    assert _cli('--topology', str(topo), '--checkpoint', 'x.pth')[0] == 2
 
 
 @pytest.mark.slow
-def test_cli_config_mvq_and_detector(tmp_path, capsys):
+def test_cli_config_mvq_and_detector(tmp_path):
     pytest.importorskip('mmdet')
-    cli = _cli()
     # An MVQ config is planned with its own settings (k=256, 2:8); the stem stays dense.
-    assert cli.main(['--config', str(ROOT / 'configs/demo/resnet18_fashion-mnist_mvq.py'),
-                     '--input-shape', '1', '1', '28', '28', '--format', 'json']) == 0
-    doc = json.loads(capsys.readouterr().out)
+    rc, out = _cli('--config', str(ROOT / 'configs/demo/resnet18_fashion-mnist_mvq.py'),
+                   '--input-shape', '1', '1', '28', '28', '--format', 'json')
+    assert rc == 0
+    doc = json.loads(out)
     layers = {lay['name']: lay for lay in doc['layers']}
     assert not layers['backbone.conv1']['compressed']
     assert layers['backbone.layer1.0.conv1']['num_codewords'] == 256
     assert doc['totals']['macs'] < doc['totals']['dense_macs']
     # A two-stage detector traces with data samples describing the input.
-    assert cli.main(['--config', str(ROOT / 'configs/demo/mask-rcnn_r50_fpn_canvas_mvq.py'),
-                     '--input-shape', '1', '3', '128', '128', '--format', 'json']) == 0
-    doc = json.loads(capsys.readouterr().out)
+    rc, out = _cli('--config', str(ROOT / 'configs/demo/mask-rcnn_r50_fpn_canvas_mvq.py'),
+                   '--input-shape', '1', '3', '128', '128', '--format', 'json')
+    assert rc == 0
+    doc = json.loads(out)
     names = [lay['name'] for lay in doc['layers']]
     assert 'roi_head.bbox_head.shared_fcs.0' in names and 'neck.fpn_convs.0.conv' in names
 
@@ -147,3 +147,24 @@ def test_cli_timm(tmp_path):
                          capture_output=True, text=True, check=True)
     assert '| layer4.1.conv2 |' in out.stdout and 'Gain, decomposed' in out.stdout
     assert (tmp_path / 'hw_report_energy.png').exists()
+
+
+def test_png_without_matplotlib_warns_and_writes_the_rest(tmp_path):
+    """With matplotlib hidden, ``write`` logs the promised warning instead of raising."""
+    code = f'''
+import logging, sys
+sys.modules['matplotlib'] = None  # import matplotlib -> ImportError
+logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(message)s')
+from mvq_plugin import hw
+from mvq_plugin.hw import LayerWorkload, Workload
+layers = [LayerWorkload('conv', 'conv', 16, 32, (3, 3), (1, 1), 1, (8, 8), (8, 8))]
+wl = Workload('w', layers, (1, 16, 8, 8)).with_compression(8, 16, 2, 8)
+rep = hw.estimate(wl, arch='mvq', baseline='ews', rows=16, cols=16)
+print(sorted(rep.write({str(tmp_path)!r}, formats=['json', 'png', 'md'])))
+'''
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['json', 'md']"
+    assert 'WARNING hw: PNG plots skipped' in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['hw_report.json', 'hw_report.md']

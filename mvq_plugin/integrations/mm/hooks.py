@@ -29,7 +29,6 @@ from typing import Any
 import torch
 from mmengine.dist import broadcast, get_dist_info, is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from ...core import (
     STAGE_DENSE,
@@ -43,12 +42,9 @@ from ...core import (
 )
 from .model import DENSE_SOURCE_ATTR, dense_loaded_layers
 from .registry import HOOKS
+from .tracing import unwrap
 
 __all__ = ['MVQHook']
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if is_model_wrapper(model) else model
 
 
 @HOOKS.register_module()
@@ -95,7 +91,7 @@ class MVQHook(Hook):
 
     # -- checks ---------------------------------------------------------------------------
     def before_run(self, runner) -> None:
-        model = _unwrap(runner.model)
+        model = unwrap(runner.model)
         if not quantized_layers(model):
             raise RuntimeError('MVQHook: the model has no MVQ layers; build it with '
                                "model=dict(type='mvq_plugin.MVQModel', model=..., mvq=...)")
@@ -123,7 +119,7 @@ class MVQHook(Hook):
 
     # -- phases ---------------------------------------------------------------------------
     def before_train(self, runner) -> None:
-        model = _unwrap(runner.model)
+        model = unwrap(runner.model)
         pending = pending_layers(model)
         if not pending:
             runner.logger.info('MVQHook: model already clustered (resumed or loaded); '
@@ -147,14 +143,14 @@ class MVQHook(Hook):
         self._apply_quant(runner)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
-        model = _unwrap(runner.model)
+        model = unwrap(runner.model)
         if (self.sparse_finetune_iters and runner.iter >= self.sparse_finetune_iters
                 and pending_layers(model)):
             self._cluster(runner)
         self._apply_quant(runner)
 
     def before_test(self, runner) -> None:
-        pending = pending_layers(_unwrap(runner.model))
+        pending = pending_layers(unwrap(runner.model))
         if pending:
             raise RuntimeError(
                 f'MVQHook: {len(pending)} MVQ layer(s) are not clustered (e.g. {pending[:3]}): '
@@ -165,13 +161,13 @@ class MVQHook(Hook):
         # switched it on in after_load_checkpoint).
         if self.quantize or self.quant_start_iter is None or runner.iter < self.quant_start_iter:
             return
-        set_codebook_quant(_unwrap(runner.model), True)
+        set_codebook_quant(unwrap(runner.model), True)
         runner.logger.info(f'MVQHook: int8 codebook fake-quantization on from iteration '
                            f'{runner.iter}')
         self.quantize = True
 
     def _cluster(self, runner) -> None:
-        model = _unwrap(runner.model)
+        model = unwrap(runner.model)
         pending = pending_layers(model)
         rank, world = get_dist_info()
         mine = [n for i, n in enumerate(pending) if i % world == rank]
@@ -221,7 +217,7 @@ class MVQHook(Hook):
 
     # -- observing ------------------------------------------------------------------------
     def _log(self, runner) -> None:
-        stats = compression_stats(_unwrap(runner.model))
+        stats = compression_stats(unwrap(runner.model))
         scalars = {'mvq/compression_ratio': stats.compression_ratio, 'mvq/bits': stats.bits,
                    'mvq/mean_rel_error': (sum(self.layer_errors.values())
                                           / max(len(self.layer_errors), 1))}
@@ -247,12 +243,12 @@ class MVQHook(Hook):
             # mmengine calls this before the state dict reaches the model: the flag is set
             # now and takes effect once the loaded (clustered) stage is in place.
             self.quantize = True
-            set_codebook_quant(_unwrap(runner.model), True)
+            set_codebook_quant(unwrap(runner.model), True)
 
     def after_train(self, runner) -> None:
         if not is_main_process():
             return
-        model = _unwrap(runner.model)
+        model = unwrap(runner.model)
         if pending_layers(model):
             runner.logger.warning('MVQHook: training ended before clustering; no artifact')
             return

@@ -19,21 +19,16 @@ from typing import Any, Sequence
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
 from ...core import pending_layers, quantized_layers
 from ...hw import HardwareEstimator, extract_workload
 from .registry import HOOKS
+from .tracing import tensor_forward, unwrap
 
 __all__ = ['HardwareCostHook']
 
 #: Scalars also shown in the text log (all of ``report.scalars()`` reach the visualizer).
 LOGGED = ('hw/cycles', 'hw/energy_uj', 'hw/tops_per_w', 'hw/speedup', 'hw/energy_efficiency')
-
-
-def _tensor_forward(model: torch.nn.Module, inputs: torch.Tensor) -> Any:
-    """OpenMMLab models trace in ``tensor`` mode (backbone/neck/heads, no post-processing)."""
-    return model(inputs, mode='tensor')
 
 
 @HOOKS.register_module()
@@ -67,7 +62,7 @@ class HardwareCostHook(Hook):
         self.estimator = HardwareEstimator(arch=arch, input_shape=tuple(input_shape),
                                            baseline=baseline, table=table, node_nm=node_nm,
                                            arch_overrides=dict(arch_overrides or {}),
-                                           forward_fn=_tensor_forward)
+                                           forward_fn=tensor_forward())
         if trace not in ('shape', 'data'):
             raise ValueError(f"HardwareCostHook.trace={trace!r}; choose 'shape' or 'data'")
         self.trace = trace
@@ -79,7 +74,7 @@ class HardwareCostHook(Hook):
         self._awaiting = False
 
     def _model(self, runner) -> torch.nn.Module:
-        return runner.model.module if is_model_wrapper(runner.model) else runner.model
+        return unwrap(runner.model)
 
     def _data_example(self, runner, model: torch.nn.Module) -> tuple[torch.Tensor, Any]:
         """First sample of the val (or test) dataloader, preprocessed: (inputs, samples)."""
@@ -98,7 +93,7 @@ class HardwareCostHook(Hook):
             inputs, samples = self._data_example(runner, model)
             workload = extract_workload(
                 model, example_inputs=inputs, plan=plan, trace='real',
-                forward_fn=lambda m, x: m(x, samples, mode='tensor'))
+                forward_fn=tensor_forward(samples=samples))
             report = self.estimator.estimate_workload(workload)
         else:
             report = self.estimator.estimate(model, plan=plan)

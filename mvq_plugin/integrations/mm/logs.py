@@ -8,12 +8,25 @@ from mmengine.logging import MMLogger
 __all__ = ['route_logs_to_mmengine']
 
 
+def _run_logger() -> MMLogger | None:
+    """The current ``MMLogger`` if a runner made it (it writes a log file), else ``None``."""
+    if not MMLogger._instance_dict:
+        return None
+    current = MMLogger.get_current_instance()
+    return current if any(isinstance(h, logging.FileHandler) for h in current.handlers) else None
+
+
 class _ToMMLogger(logging.Handler):
-    """Re-emits each record through the current ``MMLogger`` (console and ``*.log`` file)."""
+    """Re-emits each record through a runner's ``MMLogger`` (console and ``*.log`` file);
+    outside a run (command-line tools) records take Python's usual route."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        run_logger = _run_logger()
+        if run_logger is None:
+            logging.getLogger().handle(record)
+            return
         try:
-            MMLogger.get_current_instance().log(record.levelno, record.getMessage())
+            run_logger.log(record.levelno, record.getMessage())
         except Exception:  # logging must never break a run
             self.handleError(record)
 
