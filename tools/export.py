@@ -26,48 +26,15 @@ format. The exit status is non-zero when onnxruntime and PyTorch differ by more 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 logger = logging.getLogger('mvq_plugin')
-
-
-def build_model(spec: str, kwargs: dict[str, Any] | None = None):
-    """Builds a network from ``timm:NAME``, ``torchvision:NAME`` or ``module:factory``.
-
-    Args:
-        spec: The architecture spec.
-        kwargs: Keyword arguments for the factory.
-
-    Returns:
-        The ``nn.Module`` (random init, nothing downloaded).
-    """
-    kwargs = dict(kwargs or {})
-    source, sep, name = spec.partition(':')
-    if not sep or not source or not name:
-        raise ValueError(f'--arch {spec!r} must be timm:NAME, torchvision:NAME or '
-                         'package.module:factory')
-    if source == 'timm':
-        import timm
-        kwargs.setdefault('pretrained', False)
-        return timm.create_model(name, **kwargs)
-    if source == 'torchvision':
-        import torchvision
-        kwargs.setdefault('weights', None)
-        return torchvision.models.get_model(name, **kwargs)
-    module = importlib.import_module(source)
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        raise ValueError(f'--arch {spec!r}: {source} has no callable {name!r}')
-    return factory(**kwargs)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -94,74 +61,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def export_dense(model, out: str, meta: dict[str, Any] | None = None) -> None:
-    """Saves ``to_dense(model).state_dict()``, contiguous (wrapped with ``meta`` if given)."""
-    import torch
-
-    import mvq_plugin as mvq
-
-    state = {k: v.contiguous() for k, v in mvq.to_dense(model).state_dict().items()}
-    obj = state if meta is None else {'state_dict': state, 'meta': meta}
-    torch.save(obj, out)
-
-
-def export_onnx(model, out: str, input_shape: tuple[int, ...], *, opset: int = 17,
-                seed: int = 0) -> float:
-    """Exports the compressed model to ONNX and checks it with onnxruntime.
-
-    The parametrized model is exported (not ``to_dense``) with the TorchScript exporter
-    (``dynamo=False``: the torch.export-based one needs ``onnxscript``, which the stack does
-    not install) and without constant folding, so that each compressed weight stays
-    ``Gather(codebook, assignments) * mask`` followed by reshape/transpose in the graph. The
-    loaded codebooks already hold the stored int8/fp16 values exactly, so the fake
-    quantization is switched off for the export (same numbers, no Round/Clip in the graph).
-
-    Returns:
-        ``max |onnxruntime - PyTorch|`` on a seeded random input.
-    """
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-
-    import mvq_plugin as mvq
-
-    model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(*input_shape, generator=gen)
-    with torch.no_grad():
-        reference = model(x)
-        mvq.set_codebook_quant(model, False)
-        try:
-            same = model(x)
-            if not torch.equal(reference, same):
-                raise RuntimeError('codebooks are not exactly representable in their storage '
-                                   'precision; load the model from an artifact first')
-            with warnings.catch_warnings():
-                # The TorchScript exporter is chosen on purpose (the torch.export one needs
-                # onnxscript, not in the stack); the layer stage read as a Python int is a
-                # constant of a clustered model.
-                warnings.filterwarnings('ignore', 'You are using the legacy TorchScript',
-                                        DeprecationWarning)
-                warnings.filterwarnings('ignore', 'Converting a tensor to a Python integer',
-                                        torch.jit.TracerWarning)
-                torch.onnx.export(model, (x,), out, input_names=['input'],
-                                  output_names=['output'], opset_version=opset,
-                                  do_constant_folding=False, dynamo=False)
-        finally:
-            mvq.set_codebook_quant(model, True)
-    session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
-    (result,) = session.run(None, {'input': x.numpy()})
-    return float(np.abs(result - reference.numpy()).max())
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     import mvq_plugin as mvq
+    from mvq_plugin.io.export import build_arch, export_dense, export_onnx
 
     if not isinstance(args.arch_kwargs, dict):
         raise SystemExit('--arch-kwargs must be a JSON object')
-    model = build_model(args.arch, args.arch_kwargs)
+    model = build_arch(args.arch, args.arch_kwargs)
     info = mvq.load(model, args.artifact, strict=not args.non_strict)
     print(info)
     out_dir = os.path.dirname(os.path.abspath(args.out))

@@ -1,4 +1,4 @@
-"""The compact MVQ artifact: bit packing, save/load with checksums (no pickle)."""
+"""The compact MVQ artifact (bit packing, save/load with checksums, no pickle) and export."""
 from .artifact import (
     FORMAT_VERSION,
     MAGIC,
@@ -17,10 +17,12 @@ from .artifact import (
     save,
 )
 from .bitpack import pack_bits, packed_size, unpack_bits
+from .export import build_arch, export_dense, export_onnx
 
 __all__ = [
     'save', 'load', 'inspect_artifact', 'read_header', 'ArtifactInfo', 'ArtifactError',
     'NotAnArtifactError', 'UnsupportedVersionError', 'CorruptArtifactError', 'ChecksumError',
     'TruncatedArtifactError', 'ArtifactMismatchError', 'CoverageError', 'MAGIC',
-    'FORMAT_VERSION', 'pack_bits', 'unpack_bits', 'packed_size',
+    'FORMAT_VERSION', 'pack_bits', 'unpack_bits', 'packed_size', 'build_arch', 'export_dense',
+    'export_onnx',
 ]

@@ -1,5 +1,8 @@
-"""tools/export.py: dense state dicts and ONNX with in-graph Gather(codebook) * mask."""
-import importlib.util
+"""Export (``mvq_plugin.io.export`` and ``tools/export.py``): dense state dicts and ONNX with
+in-graph Gather(codebook) * mask."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,16 +11,18 @@ from artifact_nets import ConvNet, trained_stats
 
 import mvq_plugin as mvq
 from mvq_plugin.core import set_codebook_quant
+from mvq_plugin.io.export import build_arch, export_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope='module')
-def export_tool():
-    spec = importlib.util.spec_from_file_location('mvq_export_tool', ROOT / 'tools' / 'export.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _export_cli(*args: str) -> tuple[int, str]:
+    """``tools/export.py ARGS`` as a user runs it (``artifact_nets`` importable)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]))
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'export.py'), *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope='module')
@@ -35,11 +40,11 @@ def artifact(tmp_path_factory):
 ARCH = ['--arch', 'artifact_nets:small_convnet', '--arch-kwargs', '{"num_classes": 7}']
 
 
-def test_dense_export_loads_in_plain_pytorch(export_tool, artifact, tmp_path, capsys):
+def test_dense_export_loads_in_plain_pytorch(artifact, tmp_path):
     model, path = artifact
     out = tmp_path / 'dense.pth'
-    assert export_tool.main([str(path), str(out), '--to', 'dense', *ARCH]) == 0
-    assert 'wrote dense state dict' in capsys.readouterr().out
+    rc, text = _export_cli(str(path), str(out), '--to', 'dense', *ARCH)
+    assert rc == 0 and 'wrote dense state dict' in text
     state = torch.load(out, weights_only=True)
     assert not any('parametrizations' in k for k in state)
     plain = ConvNet(num_classes=7).eval()
@@ -52,7 +57,7 @@ def test_dense_export_loads_in_plain_pytorch(export_tool, artifact, tmp_path, ca
     torch.testing.assert_close(plain(x), model(x), rtol=0, atol=1e-5)
 
     wrapped = tmp_path / 'mm.pth'
-    assert export_tool.main([str(path), str(wrapped), '--to', 'dense', '--mmengine', *ARCH]) == 0
+    assert _export_cli(str(path), str(wrapped), '--to', 'dense', '--mmengine', *ARCH)[0] == 0
     ckpt = torch.load(wrapped, weights_only=True)
     assert set(ckpt) == {'state_dict', 'meta'}
     assert ckpt['meta']['arch'] == 'artifact_nets:small_convnet'
@@ -60,14 +65,14 @@ def test_dense_export_loads_in_plain_pytorch(export_tool, artifact, tmp_path, ca
     assert all(torch.equal(ckpt['state_dict'][k], v) for k, v in state.items())
 
 
-def test_onnx_export_gathers_codewords_in_graph(export_tool, artifact, tmp_path, capsys):
+def test_onnx_export_gathers_codewords_in_graph(artifact, tmp_path):
     onnx = pytest.importorskip('onnx')
     ort = pytest.importorskip('onnxruntime')
     model, path = artifact
     out = tmp_path / 'net.onnx'
-    assert export_tool.main([str(path), str(out), '--to', 'onnx', '--input-shape', '2,3,8,8',
-                             *ARCH]) == 0
-    assert 'OK' in capsys.readouterr().out
+    rc, text = _export_cli(str(path), str(out), '--to', 'onnx', '--input-shape', '2,3,8,8',
+                           *ARCH)
+    assert rc == 0 and 'OK' in text
     graph = onnx.load(str(out)).graph
     ops = [node.op_type for node in graph.node]
     layers = mvq.quantized_layers(model)
@@ -84,28 +89,42 @@ def test_onnx_export_gathers_codewords_in_graph(export_tool, artifact, tmp_path,
         assert float((torch.from_numpy(y) - model(x)).abs().max()) <= 1e-5
 
 
-def test_export_onnx_reports_mismatch(export_tool, artifact, tmp_path, monkeypatch):
+def test_export_onnx_reports_mismatch(artifact, tmp_path):
+    """A difference above ``--tol`` is a non-zero exit (tolerance -1: any difference is)."""
     pytest.importorskip('onnx')
     pytest.importorskip('onnxruntime')
     _, path = artifact
-    monkeypatch.setattr(export_tool, 'export_onnx', lambda *a, **k: 1.0)
-    assert export_tool.main([str(path), str(tmp_path / 'x.onnx'), '--to', 'onnx',
-                             '--input-shape', '1,3,8,8', *ARCH]) == 1
+    rc, text = _export_cli(str(path), str(tmp_path / 'x.onnx'), '--to', 'onnx',
+                           '--input-shape', '1,3,8,8', '--tol', '-1', *ARCH)
+    assert rc == 1 and 'FAILED' in text
 
 
-def test_build_model_specs(export_tool):
-    net = export_tool.build_model('artifact_nets:small_convnet', {'width': 32})
+def test_export_onnx_restores_each_quantization_switch(artifact, tmp_path):
+    pytest.importorskip('onnxruntime')
+    _, path = artifact
+    model = ConvNet(num_classes=7).eval()
+    mvq.load(model, path)
+    layers = mvq.quantized_layers(model)
+    first = next(iter(layers))
+    layers[first].quantize = False  # the loaded int8 codebooks are exact either way
+    before = {n: q.quantize for n, q in layers.items()}
+    assert export_onnx(model, str(tmp_path / 'n.onnx'), (1, 3, 8, 8)) <= 1e-5
+    assert {n: q.quantize for n, q in layers.items()} == before
+
+
+def test_build_model_specs():
+    net = build_arch('artifact_nets:small_convnet', {'width': 32})
     assert net.conv1.out_channels == 32
     with pytest.raises(ValueError, match='must be timm:NAME'):
-        export_tool.build_model('resnet18')
+        build_arch('resnet18')
     with pytest.raises(ValueError, match="no callable 'nope'"):
-        export_tool.build_model('artifact_nets:nope')
+        build_arch('artifact_nets:nope')
     pytest.importorskip('torchvision')
-    tv = export_tool.build_model('torchvision:resnet18', {'num_classes': 3})
+    tv = build_arch('torchvision:resnet18', {'num_classes': 3})
     assert tv.fc.out_features == 3
 
 
-def test_build_timm_model(export_tool):
+def test_build_timm_model():
     pytest.importorskip('timm')
-    net = export_tool.build_model('timm:resnet18', {'num_classes': 4})
+    net = build_arch('timm:resnet18', {'num_classes': 4})
     assert net.fc.out_features == 4
