@@ -1,5 +1,6 @@
 """The compact MVQ artifact (bit packing, save/load with checksums, no pickle) and export."""
-from .artifact import (
+from .artifact import inspect_artifact, load, read_header, save
+from .format import (
     FORMAT_VERSION,
     MAGIC,
     ArtifactError,
@@ -11,10 +12,6 @@ from .artifact import (
     NotAnArtifactError,
     TruncatedArtifactError,
     UnsupportedVersionError,
-    inspect_artifact,
-    load,
-    read_header,
-    save,
 )
 from .bitpack import pack_bits, packed_size, unpack_bits
 from .export import build_arch, export_dense, export_onnx
