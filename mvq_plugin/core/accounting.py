@@ -118,8 +118,14 @@ class CompressionStats:
         return '\n'.join(lines)
 
 
-def count_macs(model: nn.Module, example_inputs) -> dict[str, int]:
-    """Dense MACs per conv/linear module name from one forward pass (forward hooks)."""
+def count_macs(model: nn.Module, example_inputs, forward_fn=None) -> dict[str, int]:
+    """Dense MACs per conv/linear module name from one eval-mode forward pass (hooks).
+
+    Args:
+        model: Any module.
+        example_inputs: A tensor, or a tuple of positional inputs.
+        forward_fn: ``forward_fn(model, example_inputs)`` instead of ``model(*inputs)``.
+    """
     macs: dict[str, int] = {}
     handles = []
 
@@ -135,13 +141,18 @@ def count_macs(model: nn.Module, example_inputs) -> dict[str, int]:
     for name, mod in model.named_modules():
         if isinstance(mod, (nn.Conv2d, nn.Linear)):
             handles.append(mod.register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
     try:
         with torch.no_grad():
-            if isinstance(example_inputs, (tuple, list)):
+            if forward_fn is not None:
+                forward_fn(model, example_inputs)
+            elif isinstance(example_inputs, (tuple, list)):
                 model(*example_inputs)
             else:
                 model(example_inputs)
     finally:
+        model.train(was_training)
         for h in handles:
             h.remove()
     return macs

@@ -1,7 +1,8 @@
 """Analytical accelerator model for MVQ (numpy; docs/design.md section 5).
 
-* :mod:`~mvq_plugin.hw.workload`: networks as weight-stationary GEMMs (from a model, a plan, a
-  compressed model, or a SCALE-Sim topology CSV);
+* :mod:`~mvq_plugin.hw.workload`: networks as weight-stationary GEMMs; built by
+  :mod:`~mvq_plugin.hw.tracing` (a model, a plan, a compressed model) or
+  :mod:`~mvq_plugin.hw.topology` (SCALE-Sim topology CSV);
 * :mod:`~mvq_plugin.hw.arch`: :class:`ArrayConfig` and the ``ws``/``ews``/``mvq`` presets;
 * :mod:`~mvq_plugin.hw.cost`: SCALE-Sim-exact dense WS closed form and the EWS/MVQ model;
 * :mod:`~mvq_plugin.hw.tables`: energy/area tables (YAML with provenance), technology scaling;
@@ -19,14 +20,9 @@ from .cost import ENERGY_COMPONENTS, array_area, layer_costs, ws_cycles, ws_sram
 from .estimator import EWS_SWITCHES, HardwareEstimator, ablation, cost_workload, estimate
 from .report import FORMATS, VARIANTS, HardwareReport
 from .tables import DEFAULT_TABLE, CostTable, load_table
-from .workload import (
-                       LayerWorkload,
-                       Workload,
-                       extract_workload,
-                       mask_bits_per_subvector,
-                       read_topology,
-                       write_topology,
-)
+from .topology import read_topology, write_topology
+from .tracing import extract_workload
+from .workload import LayerWorkload, Workload, mask_bits_per_subvector
 
 __all__ = [
     'estimate', 'HardwareEstimator', 'HardwareReport', 'ablation', 'cost_workload',

