@@ -21,26 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+from _launch import run_train  # noqa: E402  (tools/_launch.py)
+
 from mvq_plugin.integrations.mm.scalars import last_scalar  # noqa: E402
 
 DENSE_CFG = 'configs/demo/resnet18_fashion-mnist_dense.py'
 MVQ_CFG = 'configs/demo/resnet18_fashion-mnist_mvq.py'
-
-
-def _train(config: str, work_dir: Path, options: list[str]) -> float:
-    """Runs ``tools/train.py`` (output streamed); returns its wall time."""
-    cmd = [sys.executable, str(REPO / 'tools' / 'train.py'), config, '--work-dir',
-           str(work_dir), '--cfg-options', *options]
-    print('$', ' '.join(cmd), flush=True)
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, check=True)
-    return time.perf_counter() - start
 
 
 def main(argv=None) -> dict:
@@ -69,13 +59,13 @@ def main(argv=None) -> dict:
     if dense_ckpt.is_file():
         print(f'reusing the dense checkpoint {dense_ckpt}', flush=True)
     else:
-        t_dense = _train(DENSE_CFG, dense_dir, [
+        t_dense = run_train(DENSE_CFG, dense_dir, [
             *width, f'train_cfg.max_iters={args.dense_iters}',
             f'train_cfg.val_interval={args.dense_iters}',
             f'default_hooks.checkpoint.interval={args.dense_iters}',
             f'param_scheduler.1.end={args.dense_iters}'])
     mvq_dir = work / 'mvq'
-    t_mvq = _train(MVQ_CFG, mvq_dir, [
+    t_mvq = run_train(MVQ_CFG, mvq_dir, [
         *[w if 'dataloader' in w else w.replace('model.', 'model.model.', 1) for w in width],
         f'load_from={dense_ckpt}', f'train_cfg.max_iters={args.mvq_iters}',
         f'train_cfg.val_interval={args.mvq_iters}',

@@ -2,7 +2,7 @@
 """Fine-tune an MVQ-compressed timm model with timm's own factories.
 
 The model comes from ``timm.create_model`` (dense weights from ``--pretrained-file``, never a
-download), is compressed with :func:`mvq_plugin.integrations.timm.wrap`, and is fine-tuned
+download), is compressed with :func:`mvq_plugin.integrations.timm.compress_model`, and is fine-tuned
 with timm's ``create_dataset``/``create_loader``, ``create_optimizer_v2`` (codewords in a
 group without weight decay) and ``create_scheduler_v2``. The run writes to ``--output``:
 
@@ -161,7 +161,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument('--min-lr', type=float, default=0.0)
     g.add_argument('--smoothing', type=float, default=0.0, help='label smoothing')
     g.add_argument('--clip-grad', type=float, default=None)
-    g.add_argument('--quant-epochs', type=int, default=0,
+    g.add_argument('--codebook-quant-epochs', '--quant-epochs', dest='codebook_quant_epochs',
+                   type=int, default=0,
                    help='last N epochs with codebook fake quantization (STE)')
     g.add_argument('--seed', type=int, default=0)
     g.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda[:i]'")
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             logger.info('clustering %d/%d %s', i + 1, total, name)
 
     t0 = time.perf_counter()
-    mvq_timm.wrap(model, fields, classifier=classifier, progress=progress)
+    mvq_timm.compress_model(model, fields, classifier=classifier, progress=progress)
     seconds_compress = time.perf_counter() - t0
     logger.info('plan:\n%s', model.mvq_plan)
     example = torch.zeros(1, *data_cfg['input_size'], device=device)
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     step = 0
     t0 = time.perf_counter()
     for epoch in range(args.epochs):
-        quant = epoch >= args.epochs - args.quant_epochs
+        quant = epoch >= args.epochs - args.codebook_quant_epochs
         set_codebook_quant(model, quant)
         model.train()
         epoch_losses = []

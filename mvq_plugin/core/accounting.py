@@ -20,7 +20,8 @@ from .bits import LayerBits, layer_bits
 from .compress import to_dense
 from .parametrize import MVQWeight, quantized_layers
 
-__all__ = ['LayerBits', 'layer_bits', 'CompressionStats', 'compression_stats', 'count_macs']
+__all__ = ['LayerBits', 'layer_bits', 'CompressionStats', 'compression_stats', 'count_macs',
+           'run_forward']
 
 
 @dataclass
@@ -118,6 +119,15 @@ class CompressionStats:
         return '\n'.join(lines)
 
 
+def run_forward(model: nn.Module, inputs, forward_fn=None):
+    """``forward_fn(model, inputs)``; else ``model(*inputs)`` for a tuple, ``model(inputs)``."""
+    if forward_fn is not None:
+        return forward_fn(model, inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    return model(inputs)
+
+
 def count_macs(model: nn.Module, example_inputs, forward_fn=None) -> dict[str, int]:
     """Dense MACs per conv/linear module name from one eval-mode forward pass (hooks).
 
@@ -145,12 +155,7 @@ def count_macs(model: nn.Module, example_inputs, forward_fn=None) -> dict[str, i
     model.eval()
     try:
         with torch.no_grad():
-            if forward_fn is not None:
-                forward_fn(model, example_inputs)
-            elif isinstance(example_inputs, (tuple, list)):
-                model(*example_inputs)
-            else:
-                model(example_inputs)
+            run_forward(model, example_inputs, forward_fn)
     finally:
         model.train(was_training)
         for h in handles:

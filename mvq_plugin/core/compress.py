@@ -141,7 +141,7 @@ def set_codebook_quant(model: nn.Module, enabled: bool = True) -> int:
     """Switches int8 codebook fake quantization (STE) on or off; returns layers changed."""
     layers = quantized_layers(model)
     for q in layers.values():
-        q.quantize = enabled
+        q.codebook_quant = enabled
     return len(layers)
 
 

@@ -110,7 +110,7 @@ class MVQWeight(nn.Module):
         codebook_bits: Storage precision of the codebook (8: int8 + scale).
 
     Attributes:
-        quantize: When True, the forward pass rounds the codebook to its storage precision
+        codebook_quant: When True, the forward pass rounds the codebook to its storage precision
             (``codebook_bits``: int8 with one scale, or fp16; fp32 is unchanged) with a
             straight-through estimator, so the model computes what its artifact stores.
         scale: Buffer holding a fixed int8 scale (NaN: derived from the codebook on every
@@ -147,8 +147,17 @@ class MVQWeight(nn.Module):
         self.codebook_bits = int(codebook_bits)
         self.register_buffer('scale', torch.tensor(float('nan')))
         self.register_buffer('stage', torch.tensor(int(stage), dtype=torch.uint8))
-        self.quantize = False
+        self.codebook_quant = False
         self.layer_config = None
+
+    @property
+    def quantize(self) -> bool:
+        """Deprecated name of :attr:`codebook_quant`."""
+        return self.codebook_quant
+
+    @quantize.setter
+    def quantize(self, value: bool) -> None:
+        self.codebook_quant = bool(value)
 
     @property
     def prunes(self) -> bool:
@@ -194,8 +203,8 @@ class MVQWeight(nn.Module):
         return self.codebook.shape[0]
 
     def effective_codebook(self) -> torch.Tensor:
-        """The codebook as the forward pass uses it (rounded to storage when ``quantize``)."""
-        if not self.quantize or self.codebook_bits == 32:
+        """The codebook as the forward pass uses it (rounded to storage when ``codebook_quant``)."""
+        if not self.codebook_quant or self.codebook_bits == 32:
             return self.codebook
         if self.codebook_bits == 16:
             return _HalfSTE.apply(self.codebook)
@@ -225,7 +234,7 @@ class MVQWeight(nn.Module):
         return (f'k={self.num_codewords}, d={self.block_size}, N:M={self.n}:{self.m}, '
                 f'method={self.method}, axis={self.vector_axis}, '
                 f'subvectors={self.assignments.numel()}, stage={int(self.stage)}, '
-                f'quantize={self.quantize}')
+                f'codebook_quant={self.codebook_quant}')
 
 
 def is_compressed(module: nn.Module) -> bool:

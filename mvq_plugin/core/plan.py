@@ -19,6 +19,7 @@ from .bits import layer_bits
 from .blocking import blocking_error
 from .config import LayerConfig, MVQConfig
 from .parametrize import is_compressed
+from .table import render_table
 
 __all__ = ['LayerPlan', 'Plan', 'plan', 'register_layer_type', 'check_patterns', 'LayerCheck']
 
@@ -46,8 +47,8 @@ class LayerPlan:
     reason: str | None = None
 
     @property
-    def compressed(self) -> bool:
-        """Whether the layer will be compressed."""
+    def will_compress(self) -> bool:
+        """Whether the layer will be compressed (``Plan.compressed`` lists these layers)."""
         return self.reason is None
 
     @property
@@ -59,7 +60,7 @@ class LayerPlan:
         """Flat, JSON-ready record."""
         cfg = self.config
         return dict(name=self.name, type=self.type, weight_shape=list(self.weight_shape),
-                    compressed=self.compressed, method=cfg.method if cfg else None,
+                    compressed=self.will_compress, method=cfg.method if cfg else None,
                     vector_axis=cfg.vector_axis if cfg else None,
                     block_size=cfg.block_size if cfg else None,
                     num_codewords=cfg.num_codewords if cfg else None,
@@ -82,12 +83,12 @@ class Plan:
     @property
     def compressed(self) -> list[LayerPlan]:
         """The layers that will be compressed."""
-        return [lp for lp in self.layers if lp.compressed]
+        return [lp for lp in self.layers if lp.will_compress]
 
     @property
     def skipped(self) -> list[LayerPlan]:
         """The layers that stay dense, each with its reason."""
-        return [lp for lp in self.layers if not lp.compressed]
+        return [lp for lp in self.layers if not lp.will_compress]
 
     def records(self) -> list[dict]:
         """One flat record per layer."""
@@ -105,9 +106,7 @@ class Plan:
                          f'{c.n}:{c.m}' if c and c.prunes else '-',
                          str(lp.num_subvectors) if c else '-', f'{lp.bits:,}',
                          lp.reason or ''))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = ['  '.join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-        lines.insert(1, '  '.join('-' * w for w in widths))
+        lines = render_table(rows).split('\n')
         n_c = len(self.compressed)
         lines.append(f'{n_c} of {len(self.layers)} layers compressed, '
                      f'{len(self.layers) - n_c} kept dense (reasons above)')

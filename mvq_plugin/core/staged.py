@@ -56,7 +56,7 @@ def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False) -> P
             clustering); otherwise they are frozen.
 
     Returns:
-        The :class:`~mvq_plugin.core.compress.Plan` that was applied.
+        The :class:`~mvq_plugin.core.plan.Plan` that was applied.
     """
     the_plan = plan(model, cfg)
     for lp in the_plan.compressed:
@@ -142,7 +142,7 @@ def cluster_prepared(model: nn.Module, names: Iterable[str] | None = None, *, se
         progress: Optional ``progress(i, total, name)`` before each layer.
 
     Returns:
-        A :class:`~mvq_plugin.core.compress.CompressionReport` (its plan is empty).
+        A :class:`~mvq_plugin.core.cluster.CompressionReport` (its plan is empty).
     """
     layers = quantized_layers(model)
     index = {n: i for i, n in enumerate(layers)}

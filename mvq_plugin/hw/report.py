@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..core.table import render_table
 from .arch import ArrayConfig
 from .cost import ENERGY_COMPONENTS
 from .tables import CostTable
@@ -272,14 +273,14 @@ class HardwareReport:
                          f'{L["macs"][i]:,.0f}', f'{L["energy_total"][i] * 1e-6:.3f}',
                          f'd={lay.block_size} k={lay.num_codewords} {lay.n}:{lay.m}'
                          if lay.compressed else '-'))
-        text = [_fmt_table(rows)]
+        text = [render_table(rows)]
         if n < len(self.workload):
             text.append(f'... {len(self.workload) - n} more layers')
         text.append('')
-        text.append(_fmt_table([('total', '')] + self.summary_rows()))
+        text.append(render_table([('total', '')] + self.summary_rows()))
         if self.baseline is not None:
             text.append('')
-            text.append(_fmt_table(self.gain_rows()))
+            text.append(render_table(self.gain_rows()))
         return '\n'.join(text)
 
     def to_markdown(self) -> str:
@@ -338,10 +339,3 @@ class HardwareReport:
             if paths:
                 written['png'] = paths[0]
         return written
-
-
-def _fmt_table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    lines = ['  '.join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, '  '.join('-' * w for w in widths))
-    return '\n'.join(lines)

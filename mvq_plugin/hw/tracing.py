@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..core.accounting import run_forward
 from ..core.config import prunes
 from .workload import LayerWorkload, Workload
 
@@ -65,12 +66,7 @@ def _pair(v) -> tuple[int, int]:
 
 
 def _run(model, inputs, forward_fn) -> None:
-    if forward_fn is not None:
-        forward_fn(model, inputs)
-    elif isinstance(inputs, (tuple, list)):
-        model(*inputs)
-    else:
-        model(inputs)
+    run_forward(model, inputs, forward_fn)
 
 
 def _run_meta(model, inputs, forward_fn) -> None:

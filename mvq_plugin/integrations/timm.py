@@ -61,7 +61,7 @@ from ..core.parametrize import quantized_layers
 from ..core.plan import Plan, register_layer_type
 from ..core.plan import plan as core_plan
 
-__all__ = ['create_model', 'create_dense_model', 'wrap', 'plan', 'load_model',
+__all__ = ['create_model', 'create_dense_model', 'compress_model', 'wrap', 'plan', 'load_model',
            'resolve_config', 'first_conv_names', 'classifier_names', 'param_groups']
 
 logger = logging.getLogger('mvq_plugin')
@@ -173,7 +173,7 @@ def resolve_config(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None =
 
 def plan(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
          classifier: Mapping[str, Any] | bool | None = None) -> Plan:
-    """What :func:`wrap` would do to ``model``, without clustering.
+    """What :func:`compress_model` would do to ``model``, without clustering.
 
     Args:
         model: A timm model (or any module).
@@ -187,7 +187,7 @@ def plan(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
     return core_plan(model, cfg, first_conv=first_conv_names(model))
 
 
-def wrap(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
+def compress_model(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
          classifier: Mapping[str, Any] | bool | None = None,
          calib: Callable[[nn.Module], torch.Tensor] | None = None,
          importance: str | Importance | None = None, backend: str = 'auto',
@@ -299,7 +299,7 @@ def create_model(name: str, mvq: MVQConfig | Mapping[str, Any] | None = None,
         The compressed timm model with ``mvq_config``, ``mvq_plan`` and ``mvq_report``.
     """
     model = create_dense_model(name, pretrained_file, **timm_kwargs)
-    return wrap(model, mvq, classifier=classifier, calib=calib, importance=importance,
+    return compress_model(model, mvq, classifier=classifier, calib=calib, importance=importance,
                 backend=backend, progress=progress)
 
 
@@ -368,3 +368,7 @@ def param_groups(model: nn.Module, weight_decay: float = 0.0,
         if params:
             groups.append({**group, 'params': params})
     return groups
+
+
+#: Deprecated name of :func:`compress_model` (it compresses in place; it wraps nothing).
+wrap = compress_model

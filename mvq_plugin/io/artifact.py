@@ -108,7 +108,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, float_dtype: str = 'float
     differs slightly from it: the model itself is left unchanged, a warning names the layers
     and the largest rounding error, and :attr:`ArtifactInfo.codebook_rounding` holds them.
     Train the last part with ``set_codebook_quant(model, True)`` (``MVQHook``'s
-    ``quant_start_iter``), or use ``codebook_bits=32``, and the two agree exactly.
+    ``codebook_quant_start_iter``), or use ``codebook_bits=32``, and the two agree exactly.
 
     Args:
         model: A model compressed by :func:`mvq_plugin.compress` (or a dense model: then the
@@ -217,7 +217,7 @@ def _build(layer: DecodedLayer) -> MVQWeight:
                   codebook_bits=layer.codebook_bits)
     if layer.scale is not None:
         q.scale.fill_(layer.scale)
-    q.quantize = True
+    q.codebook_quant = True
     return q
 
 
@@ -385,4 +385,4 @@ def _update(module: nn.Module, old: MVQWeight, new: MVQWeight) -> None:
     old.stage.fill_(STAGE_CLUSTERED)
     old.vector_axis, old.n, old.m = new.vector_axis, new.n, new.m
     old.method, old.codebook_bits = new.method, new.codebook_bits
-    old.quantize = True
+    old.codebook_quant = True

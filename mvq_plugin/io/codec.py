@@ -113,7 +113,7 @@ def encode_layer(name: str, q: MVQWeight
     else:
         data = cb.numpy().astype('<f4', copy=False).tobytes()
         stored = cb
-    rounding = 0.0 if q.quantize else float((cb - stored).abs().max()) if cb.numel() else 0.0
+    rounding = 0.0 if q.codebook_quant else float((cb - stored).abs().max()) if cb.numel() else 0.0
     sections.append(('codebook', data, {}))
     entry = dict(name=name, weight_shape=list(q.weight_shape), d=int(d), k=int(k), n=q.n,
                  m=q.m, vector_axis=q.vector_axis, method=q.method,

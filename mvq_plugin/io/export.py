@@ -81,13 +81,13 @@ def export_onnx(model: nn.Module, out: str, input_shape: tuple[int, ...], *, ops
 
     model.eval()
     layers = quantized_layers(model)
-    previous = {name: q.quantize for name, q in layers.items()}
+    previous = {name: q.codebook_quant for name, q in layers.items()}
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(*input_shape, generator=gen)
     with torch.no_grad():
         reference = model(x)
         for q in layers.values():
-            q.quantize = False
+            q.codebook_quant = False
         try:
             same = model(x)
             if not torch.equal(reference, same):
@@ -106,7 +106,7 @@ def export_onnx(model: nn.Module, out: str, input_shape: tuple[int, ...], *, ops
                                   do_constant_folding=False, dynamo=False)
         finally:
             for name, q in layers.items():
-                q.quantize = previous[name]
+                q.codebook_quant = previous[name]
     session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
     (result,) = session.run(None, {'input': x.numpy()})
     return float(np.abs(result - reference.numpy()).max())

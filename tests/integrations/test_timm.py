@@ -95,7 +95,7 @@ def _is_depthwise(m: nn.Module) -> bool:
 def test_architecture(name, tmp_path):
     kwargs, size, _ = ARCHS[name]
     model = _undo_zero_init(mvq_timm.create_dense_model(name, num_classes=10, **kwargs))
-    assert mvq_timm.wrap(model, CFG) is model
+    assert mvq_timm.compress_model(model, CFG) is model
     fresh_cfg = resolve_data_config(model=timm.create_model(name, num_classes=10, **kwargs))
     assert resolve_data_config(model=model) == fresh_cfg
     assert model.default_cfg is model.pretrained_cfg or model.default_cfg == model.pretrained_cfg
@@ -206,14 +206,14 @@ def test_taylor_importance_with_calibration():
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     calib = lambda m: nn.functional.cross_entropy(m(x), y)  # noqa: E731
     base = _undo_zero_init(timm.create_model('resnet18', num_classes=10))
-    a = mvq_timm.wrap(copy.deepcopy(base), CFG)
-    b = mvq_timm.wrap(copy.deepcopy(base), dict(CFG, importance='taylor'), calib=calib)
+    a = mvq_timm.compress_model(copy.deepcopy(base), CFG)
+    b = mvq_timm.compress_model(copy.deepcopy(base), dict(CFG, importance='taylor'), calib=calib)
     qa, qb = quantized_layers(a), quantized_layers(b)
     assert sorted(qa) == sorted(qb)
     assert all(q.mask.sum(1).eq(2).all() for q in qb.values())
     assert any(not torch.equal(qa[n].mask, qb[n].mask) for n in qa)
     with pytest.raises(ValueError, match='calib'):
-        mvq_timm.wrap(copy.deepcopy(base), dict(CFG, importance='taylor'))
+        mvq_timm.compress_model(copy.deepcopy(base), dict(CFG, importance='taylor'))
 
 
 def test_pretrained_file_classifier_follows_timm_rules(tmp_path):
@@ -247,7 +247,7 @@ def test_classifier_rules():
     # m must divide the classifier's own d: the error names the field.
     with pytest.raises(ValueError, match='must divide block_size=4'):
         mvq_timm.plan(base, CFG, classifier=dict(block_size=4))
-    model = mvq_timm.wrap(base, MVQConfig(**CFG), classifier=own)
+    model = mvq_timm.compress_model(base, MVQConfig(**CFG), classifier=own)
     assert quantized_layers(model)['fc'].codebook.shape == (32, 4)
     assert model.mvq_config.overrides == {'fc': own}
     # A nested classifier name (regnet, convnext: head.fc) is escaped in the rule.
@@ -301,7 +301,7 @@ def test_layer_zoo(tmp_path):
     with torch.no_grad():
         before = net(x)
     cfg = dict(CFG, exclude=['^route$'])
-    mvq_timm.wrap(net, cfg)
+    mvq_timm.compress_model(net, cfg)
     reasons = {lp.name: lp.reason for lp in net.mvq_plan}
     assert reasons == {
         'stem': 'first conv (skip_first_conv)',
@@ -340,7 +340,7 @@ def test_layer_zoo(tmp_path):
     net2 = Zoo()
     cfg2 = dict(CFG, overrides={'cc_3x3': dict(vector_axis='spatial', block_size=9,
                                                method='vq')})
-    mvq_timm.wrap(net2, cfg2)
+    mvq_timm.compress_model(net2, cfg2)
     assert {lp.name: lp.reason for lp in net2.mvq_plan}['cc_3x3'] is None
     q = quantized_layers(net2)['cc_3x3']
     assert q.vector_axis == 'spatial' and q.codebook.shape == (16, 9)
@@ -410,7 +410,7 @@ def test_train_timm_tool(tmp_path):
            '--data', 'fashion_mnist', '--subset', '64', '--val-subset', '64',
            '--img-size', '32', '--batch-size', '16', '--epochs', '4', '--lr', '0.05',
            '--no-aug', '--k', '16', '--kmeans-iters', '3', '--nm', '2:8',
-           '--classifier-k', '16', '--classifier-d', '8', '--quant-epochs', '1',
+           '--classifier-k', '16', '--classifier-d', '8', '--codebook-quant-epochs', '1',
            '--device', 'cpu', '--output', str(out)]
     env = dict(os.environ, OMP_NUM_THREADS='1')
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -478,3 +478,7 @@ def test_train_timm_tool_image_folder(tmp_path):
     assert fc['reason'] == "excluded by pattern '^fc$'"
     assert len(report['losses']) == 6 and all(math.isfinite(v) for v in report['losses'])
     assert report['accuracy']['final']['images'] == 24
+
+
+def test_wrap_is_the_deprecated_name_of_compress_model():
+    assert mvq_timm.wrap is mvq_timm.compress_model

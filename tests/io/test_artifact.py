@@ -52,7 +52,7 @@ def _round_trip(src: nn.Module, tmp_path, make=ConvNet) -> nn.Module:
         assert torch.equal(src.get_submodule(name).weight, dst.get_submodule(name).weight), name
         assert torch.equal(q.assignments, d.assignments) and torch.equal(q.mask, d.mask)
         assert torch.equal(q.effective_codebook(), d.codebook)
-        assert (d.n, d.m, d.method, d.codebook_bits, d.vector_axis, d.quantize) == \
+        assert (d.n, d.m, d.method, d.codebook_bits, d.vector_axis, d.codebook_quant) == \
             (q.n, q.m, q.method, q.codebook_bits, q.vector_axis, True)
     # Every other tensor (BN statistics, biases, the dense stem) is identical too.
     skip = ('parametrizations.weight.',)
@@ -150,9 +150,9 @@ def test_saving_unrounded_codebooks_warns_and_reports_the_rounding(tmp_path, cap
     assert set(info.codebook_rounding) == set(books)
     for name, err in info.codebook_rounding.items():
         q = mvq.quantized_layers(src)[name]
-        q.quantize = True
+        q.codebook_quant = True
         expected = float((books[name] - q.effective_codebook().detach()).abs().max())
-        q.quantize = False
+        q.codebook_quant = False
         assert err == pytest.approx(expected, rel=1e-6) and err > 0
     worst = max(info.codebook_rounding, key=info.codebook_rounding.get)
     warning = ' '.join(r.getMessage() for r in caplog.records if r.levelname == 'WARNING')

@@ -106,10 +106,10 @@ def test_export_onnx_restores_each_quantization_switch(artifact, tmp_path):
     mvq.load(model, path)
     layers = mvq.quantized_layers(model)
     first = next(iter(layers))
-    layers[first].quantize = False  # the loaded int8 codebooks are exact either way
-    before = {n: q.quantize for n, q in layers.items()}
+    layers[first].codebook_quant = False  # the loaded int8 codebooks are exact either way
+    before = {n: q.codebook_quant for n, q in layers.items()}
     assert export_onnx(model, str(tmp_path / 'n.onnx'), (1, 3, 8, 8)) <= 1e-5
-    assert {n: q.quantize for n, q in layers.items()} == before
+    assert {n: q.codebook_quant for n, q in layers.items()} == before
 
 
 def test_build_model_specs():

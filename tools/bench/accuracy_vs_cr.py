@@ -34,10 +34,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,6 +44,9 @@ from typing import Any, Sequence
 from mmengine.hooks import Hook
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / 'tools'))
+from _launch import run_train  # noqa: E402  (tools/_launch.py)
+
 from mvq_plugin.core.matching import (  # noqa: E402
     MatchedPoint,
     Setting,
@@ -119,7 +120,8 @@ def _run_config(setting: Setting, seed: int, iters: int, args: argparse.Namespac
     cfg.merge_from_dict({
         'custom_imports': dict(imports=['mvq_plugin', 'tools.bench.accuracy_vs_cr'],
                                allow_failed_imports=False),
-        'custom_hooks': [dict(type='mvq_plugin.MVQHook', quant_start_iter=0, artifact=None),
+        'custom_hooks': [dict(type='mvq_plugin.MVQHook', codebook_quant_start_iter=0,
+                              artifact=None),
                          dict(type='AccVsCrEvalHook')],
         'load_from': str(dense_ckpt),
         'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
@@ -135,32 +137,9 @@ def _run_config(setting: Setting, seed: int, iters: int, args: argparse.Namespac
 
 def _train(config: Path, work_dir: Path, options: Sequence[str] = (), threads: int = 0
            ) -> float:
-    """Runs ``tools/train.py`` in a subprocess (log in the work dir); returns its wall time.
-
-    Args:
-        config: Config file.
-        work_dir: Work dir of the run (``train_stdout.log`` goes there).
-        options: ``--cfg-options`` items.
-        threads: ``OMP_NUM_THREADS`` of the run (0: inherited).
-    """
-    cmd = [sys.executable, str(REPO / 'tools' / 'train.py'), str(config), '--work-dir',
-           str(work_dir)]
-    if options:
-        cmd += ['--cfg-options', *options]
-    env = dict(os.environ,
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
-                                                        os.environ.get('PYTHONPATH')])))
-    if threads:
-        # On a shared machine, fewer threads than cores avoids OpenMP spin-waiting.
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with open(work_dir / 'train_stdout.log', 'w') as log:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise RuntimeError(f'{shlex.join(cmd)} failed ({proc.returncode}); see '
-                           f'{work_dir / "train_stdout.log"}')
-    return time.perf_counter() - start
+    """``tools/train.py`` in a subprocess, output in ``train_stdout.log``; its wall time."""
+    return run_train(config, work_dir, options, threads=threads,
+                     log=work_dir / 'train_stdout.log')
 
 
 def ensure_dense(ckpt: Path, iters: int) -> tuple[Path, float]:

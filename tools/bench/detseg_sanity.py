@@ -14,10 +14,12 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / 'tools'))
+from _launch import run_train  # noqa: E402  (tools/_launch.py)
+
 from mvq_plugin.integrations.mm.scalars import read_scalars  # noqa: E402
 
 CASES = {
@@ -30,14 +32,7 @@ CASES = {
 
 
 def _train(config: str, work: Path, options: list[str]) -> float:
-    cmd = [sys.executable, str(REPO / 'tools' / 'train.py'), config, '--work-dir', str(work),
-           '--cfg-options', *options]
-    print('$', ' '.join(cmd), flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f'{" ".join(cmd)} failed:\n{proc.stderr[-4000:]}')
-    return time.perf_counter() - start
+    return run_train(config, work, options, log=work / 'train_stdout.log')
 
 
 def _metrics(work: Path, keys: tuple[str, ...]) -> dict[str, float]:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / 'tools'))
+from _launch import run_train  # noqa: E402  (tools/_launch.py)
+
 from mvq_plugin.integrations.mm.scalars import read_scalars  # noqa: E402
 
 CASES = {
@@ -51,11 +53,7 @@ def _dense_checkpoint(config: str, path: Path) -> None:
 
 
 def _mean_iter_time(config: str, work: Path, options: list[str], skip: int) -> float:
-    cmd = [sys.executable, str(REPO / 'tools' / 'train.py'), config, '--work-dir', str(work),
-           '--cfg-options', *options]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f'{" ".join(cmd)} failed:\n{proc.stderr[-4000:]}')
+    run_train(config, work, options, log=work / 'train_stdout.log')
     times = sorted((r['step'], r['time']) for r in read_scalars(work)
                    if 'time' in r and 'loss' in r)
     times = [t for step, t in times if step > skip]

@@ -18,6 +18,6 @@ mvq_cfg = dict(
 mvq_hook = dict(
     type='mvq_plugin.MVQHook',
     sparse_finetune_iters=0,  # >0: N:M-sparse fine-tuning first (model.sparse_finetune=True)
-    quant_start_iter=0,       # int8 codebook fake-quant (STE) from this iteration
+    codebook_quant_start_iter=0,       # int8 codebook fake-quant (STE) from this iteration
     artifact='model.mvq',     # written to the work dir after training
 )

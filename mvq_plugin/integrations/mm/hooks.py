@@ -8,7 +8,7 @@ observes and persists:
    dense weights were loaded into every one of them, then N:M-prunes (when a sparse
    fine-tuning phase is configured) or clusters right away;
 2. ``before_train_iter``: clusters when the sparse phase ends; switches int8 codebook
-   fake-quantization on from ``quant_start_iter``;
+   fake-quantization on from ``codebook_quant_start_iter``;
 3. logs ``mvq/compression_ratio``, ``mvq/bits``, ``mvq/mean_rel_error`` and per-layer errors
    to the logger and the visualizer backends;
 4. saves the quantization switch in checkpoints (everything else is model state: codebooks,
@@ -40,6 +40,7 @@ from ...core import (
     quantized_layers,
     set_codebook_quant,
 )
+from ...core.kmeans import BACKENDS
 from .model import DENSE_SOURCE_ATTR, dense_loaded_layers
 from .registry import HOOKS
 from .tracing import unwrap
@@ -54,7 +55,7 @@ class MVQHook(Hook):
     Args:
         sparse_finetune_iters: Iterations of N:M-sparse fine-tuning of the dense weights
             before clustering (needs ``model.sparse_finetune=True``); 0 clusters at once.
-        quant_start_iter: Iteration from which codebooks are int8 fake-quantized (``None``:
+        codebook_quant_start_iter: Iteration from which codebooks are int8 fake-quantized (``None``:
             never during training; the artifact still stores int8 when configured).
         seed: Base seed of the k-means (default: the MVQ config's ``seed``).
         backend: k-means search backend (``'auto'``, ``'torch'``, ``'faiss'``).
@@ -62,32 +63,38 @@ class MVQHook(Hook):
         artifact: File name of the artifact written to the work dir after training
             (``None``: none).
         report: Base name of the JSON/Markdown report written to the work dir.
+        quant_start_iter: Deprecated name of ``codebook_quant_start_iter``.
     """
 
     priority = 'ABOVE_NORMAL'  # cluster before other hooks look at the weights
 
-    def __init__(self, sparse_finetune_iters: int = 0, quant_start_iter: int | None = None,
+    def __init__(self, sparse_finetune_iters: int = 0, codebook_quant_start_iter: int | None = None,
                  seed: int | None = None, backend: str = 'auto',
                  allow_random_init: bool = False, artifact: str | None = 'model.mvq',
-                 report: str = 'mvq_report') -> None:
+                 report: str = 'mvq_report', quant_start_iter: int | None = None) -> None:
+        if quant_start_iter is not None:  # the deprecated name
+            if codebook_quant_start_iter is not None:
+                raise ValueError('MVQHook: give codebook_quant_start_iter only (quant_start_iter '
+                                 'is its deprecated name)')
+            codebook_quant_start_iter = quant_start_iter
         if not isinstance(sparse_finetune_iters, int) or sparse_finetune_iters < 0:
             raise ValueError(f'MVQHook.sparse_finetune_iters={sparse_finetune_iters!r} must be '
                              'an integer >= 0')
-        if quant_start_iter is not None and (not isinstance(quant_start_iter, int)
-                                             or quant_start_iter < 0):
-            raise ValueError(f'MVQHook.quant_start_iter={quant_start_iter!r} must be None or '
-                             'an integer >= 0')
-        if backend not in ('auto', 'torch', 'faiss'):
-            raise ValueError(f"MVQHook.backend={backend!r}; choose 'auto', 'torch' or 'faiss'")
+        start = codebook_quant_start_iter
+        if start is not None and (not isinstance(start, int) or start < 0):
+            raise ValueError(f'MVQHook.codebook_quant_start_iter={start!r} must be None or an '
+                             'integer >= 0')
+        if backend not in BACKENDS:
+            raise ValueError(f'MVQHook.backend={backend!r}; choose one of {list(BACKENDS)}')
         self.sparse_finetune_iters = sparse_finetune_iters
-        self.quant_start_iter = quant_start_iter
+        self.codebook_quant_start_iter = codebook_quant_start_iter
         self.seed = seed
         self.backend = backend
         self.allow_random_init = allow_random_init
         self.artifact = artifact
         self.report_name = report
         self.layer_errors: dict[str, float] = {}
-        self.quantize = False
+        self.codebook_quant = False
 
     # -- checks ---------------------------------------------------------------------------
     def before_run(self, runner) -> None:
@@ -159,12 +166,13 @@ class MVQHook(Hook):
     def _apply_quant(self, runner) -> None:
         # Called every iteration: only a flag check once quantization is on (a resumed run
         # switched it on in after_load_checkpoint).
-        if self.quantize or self.quant_start_iter is None or runner.iter < self.quant_start_iter:
+        if (self.codebook_quant or self.codebook_quant_start_iter is None
+                or runner.iter < self.codebook_quant_start_iter):
             return
         set_codebook_quant(unwrap(runner.model), True)
         runner.logger.info(f'MVQHook: int8 codebook fake-quantization on from iteration '
                            f'{runner.iter}')
-        self.quantize = True
+        self.codebook_quant = True
 
     def _cluster(self, runner) -> None:
         model = unwrap(runner.model)
@@ -234,15 +242,15 @@ class MVQHook(Hook):
 
     # -- persisting -----------------------------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint['mvq'] = dict(quantize=self.quantize, layer_errors=self.layer_errors)
+        checkpoint['mvq'] = dict(codebook_quant=self.codebook_quant, layer_errors=self.layer_errors)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state = checkpoint.get('mvq', {})
         self.layer_errors = dict(state.get('layer_errors', {}))
-        if state.get('quantize'):
+        if state.get('codebook_quant', state.get('quantize')):  # 'quantize': older runs
             # mmengine calls this before the state dict reaches the model: the flag is set
             # now and takes effect once the loaded (clustered) stage is in place.
-            self.quantize = True
+            self.codebook_quant = True
             set_codebook_quant(unwrap(runner.model), True)
 
     def after_train(self, runner) -> None:
@@ -257,7 +265,7 @@ class MVQHook(Hook):
                                       plan=getattr(model, 'mvq_plan', None).records()
                                       if getattr(model, 'mvq_plan', None) else None,
                                       layer_errors=self.layer_errors,
-                                      codebook_quant=self.quantize)
+                                      codebook_quant=self.codebook_quant)
         if self.artifact:
             from ...io import save
             path = osp.join(runner.work_dir, self.artifact)

@@ -1,7 +1,6 @@
 """Every shipped config loads and builds; bad MVQ settings fail early, naming the key."""
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
@@ -13,11 +12,11 @@ pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')
 
 from mmengine.config import Config  # noqa: E402
-from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
 import mvq_plugin  # noqa: E402,F401
 from mvq_plugin.core import STAGE_DENSE, layer_stages  # noqa: E402
 from mvq_plugin.integrations.mm import MVQHook  # noqa: E402
+from mvq_plugin.integrations.mm.config_model import build_model_from_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 #: Every shipped MVQ config (the dense demo configs are the sources they inherit).
@@ -26,11 +25,7 @@ LEAVES = sorted(str(p.relative_to(REPO)) for d in ('mmpretrain', 'mmdet', 'mmseg
 
 
 def _build(cfg: Config):
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    model_cfg = copy.deepcopy(cfg.model)
-    if cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    return MODELS.build(model_cfg)
+    return build_model_from_config(cfg)[0]
 
 
 def test_every_leaf_is_listed():

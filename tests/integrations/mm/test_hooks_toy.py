@@ -80,13 +80,13 @@ def _runner(work_dir, hooks, max_iters=4, **model_kw):
 
 def test_hooks_log_scalars_and_write_reports(tmp_path):
     runner = _runner(tmp_path, [
-        dict(type='mvq_plugin.MVQHook', allow_random_init=True, quant_start_iter=2),
+        dict(type='mvq_plugin.MVQHook', allow_random_init=True, codebook_quant_start_iter=2),
         dict(type='mvq_plugin.HardwareCostHook', input_shape=(1, 3, 8, 8), arch='mvq',
              baseline='ews', arch_overrides=dict(rows=8, cols=8))])
     runner.train()
     model = runner.model
     assert pending_layers(model) == []
-    assert all(q.quantize for q in mvq.quantized_layers(model).values())
+    assert all(q.codebook_quant for q in mvq.quantized_layers(model).values())
     records = read_scalars(tmp_path)
     ratio = [r['mvq/compression_ratio'] for r in records if 'mvq/compression_ratio' in r]
     assert ratio and ratio == pytest.approx(
@@ -129,3 +129,12 @@ def test_sparse_phase_then_clustering(tmp_path):
     assert stages == [[1], [1], [2], [2]]
     # The dense weights trained during the sparse phase before clustering.
     assert not torch.equal(runner.model.conv.parametrizations.weight.original, original)
+
+
+def test_quant_start_iter_is_the_deprecated_name():
+    from mvq_plugin.integrations.mm import MVQHook
+    assert MVQHook(quant_start_iter=3).codebook_quant_start_iter == 3
+    with pytest.raises(ValueError, match='codebook_quant_start_iter only'):
+        MVQHook(codebook_quant_start_iter=1, quant_start_iter=3)
+    with pytest.raises(ValueError, match="backend='cuda'; choose one of"):
+        MVQHook(backend='cuda')

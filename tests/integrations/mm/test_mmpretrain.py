@@ -112,7 +112,7 @@ def test_distributed_two_processes_hold_identical_state(runs, tmp_path):
         f"_base_ = [{str(REPO / MVQ)!r}]\n"
         "custom_imports = dict(imports=['mvq_plugin', 'mm_test_hooks'], "
         "allow_failed_imports=False)\n"
-        "custom_hooks = [dict(type='mvq_plugin.MVQHook', quant_start_iter=0),\n"
+        "custom_hooks = [dict(type='mvq_plugin.MVQHook', codebook_quant_start_iter=0),\n"
         "                dict(type='DumpMVQStateHook')]\n"
         "env_cfg = dict(dist_cfg=dict(backend='gloo'))\n")
     work = tmp_path / 'dist'
