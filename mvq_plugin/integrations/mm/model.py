@@ -95,7 +95,7 @@ def drop_pretrained_init(model: nn.Module) -> list[str]:
     """Removes every ``Pretrained`` entry from the ``init_cfg`` of ``model``'s submodules.
 
     Returns:
-        ``'name: checkpoint'`` of each removed entry (``''`` names the model itself).
+        ``'module: checkpoint'`` of each removed entry (the model itself by its class name).
     """
     dropped = []
     for name, module in model.named_modules():
