@@ -22,6 +22,7 @@ from .kmeans import masked_kmeans
 from .nm import nm_mask
 from .parametrize import MVQWeight
 from .plan import Plan
+from .table import render_table
 
 __all__ = ['LayerReport', 'CompressionReport', 'ClusterJob', 'cluster_layer', 'cluster_layers',
            'ProgressFn']
@@ -68,11 +69,10 @@ class CompressionReport:
         return [{k: v for k, v in asdict(r).items() if k != 'objective'} for r in self.layers]
 
     def __str__(self) -> str:
-        lines = [f'{"layer":40s} {"rel.err":>8s} {"iters":>5s} {"sec":>6s} {"bits":>12s}']
-        for r in self.layers:
-            lines.append(f'{r.name:40s} {r.relative_error:8.4f} {r.iterations:5d} '
-                         f'{r.seconds:6.2f} {r.bits:12,d}')
-        return '\n'.join(lines)
+        rows = [('layer', 'rel.err', 'iters', 'sec', 'bits')]
+        rows += [(r.name, f'{r.relative_error:.4f}', r.iterations, f'{r.seconds:.2f}',
+                  f'{r.bits:,}') for r in self.layers]
+        return render_table(rows)
 
 
 @dataclass
