@@ -49,10 +49,13 @@ def main(argv=None) -> dict:
     n, m = (int(v) for v in args.nm.split(':'))
 
     # On 2 cores, loading batches in the training process beats two competing workers.
-    width = [f'model.backbone.base_channels={args.width}',
-             f'model.backbone.stem_channels={args.width}',
-             f'model.head.in_channels={8 * args.width}', 'train_dataloader.num_workers=0',
-             'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0']
+    loaders = [f'{split}_dataloader.num_workers=0' for split in ('train', 'val', 'test')]
+    arch = {'backbone.base_channels': args.width, 'backbone.stem_channels': args.width,
+            'head.in_channels': 8 * args.width}
+
+    def model_options(prefix: str) -> list[str]:  # the MVQ config wraps the model: model.model
+        return [f'{prefix}.{k}={v}' for k, v in arch.items()] + loaders
+
     dense_dir = work / f'dense_w{args.width}_{args.dense_iters}'
     dense_ckpt = dense_dir / f'iter_{args.dense_iters}.pth'
     t_dense = 0.0
@@ -60,13 +63,13 @@ def main(argv=None) -> dict:
         print(f'reusing the dense checkpoint {dense_ckpt}', flush=True)
     else:
         t_dense = run_train(DENSE_CFG, dense_dir, [
-            *width, f'train_cfg.max_iters={args.dense_iters}',
+            *model_options('model'), f'train_cfg.max_iters={args.dense_iters}',
             f'train_cfg.val_interval={args.dense_iters}',
             f'default_hooks.checkpoint.interval={args.dense_iters}',
             f'param_scheduler.1.end={args.dense_iters}'])
     mvq_dir = work / 'mvq'
     t_mvq = run_train(MVQ_CFG, mvq_dir, [
-        *[w if 'dataloader' in w else w.replace('model.', 'model.model.', 1) for w in width],
+        *model_options('model.model'),
         f'load_from={dense_ckpt}', f'train_cfg.max_iters={args.mvq_iters}',
         f'train_cfg.val_interval={args.mvq_iters}',
         f'default_hooks.checkpoint.interval={args.mvq_iters}',

@@ -219,12 +219,7 @@ def compression_stats(model: nn.Module, example_inputs=None,
     stats.params_total = stats.params_compressed + stats.params_uncompressed
     stats.num_compressed_layers = len(quantized)
     if example_inputs is not None:
-        was_training = model.training
-        model.eval()
-        try:
-            macs = count_macs(model, example_inputs)
-        finally:
-            model.train(was_training)
+        macs = count_macs(model, example_inputs)  # eval mode, restored after
         stats.macs_dense = sum(macs.values())
         stats.macs_effective = int(sum(
             v * stats.layers.get(k, {}).get('density', 1.0) for k, v in macs.items()))

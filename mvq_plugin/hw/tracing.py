@@ -65,10 +65,6 @@ def _pair(v) -> tuple[int, int]:
     return int(v), int(v)
 
 
-def _run(model, inputs, forward_fn) -> None:
-    run_forward(model, inputs, forward_fn)
-
-
 def _run_meta(model, inputs, forward_fn) -> None:
     """Forward on meta tensors: parameters and buffers swapped in, nothing computed."""
     import torch
@@ -189,9 +185,9 @@ def extract_workload(model, input_shape: Sequence[int] | None = None, *, plan=No
                     logger.info('hw: meta trace failed (%s); tracing with real tensors', err)
                     records.clear()
                     calls.clear()
-                    _run(model, example_inputs, forward_fn)
+                    run_forward(model, example_inputs, forward_fn)
             else:
-                _run(model, example_inputs, forward_fn)
+                run_forward(model, example_inputs, forward_fn)
     finally:
         for h in handles:
             h.remove()

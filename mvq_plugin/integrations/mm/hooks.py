@@ -187,14 +187,14 @@ class MVQHook(Hook):
         # so the elapsed time per sub-vector so far predicts the rest.
         layers = quantized_layers(model)
         sizes = [layers[n].assignments.numel() for n in mine]
-        start = time.perf_counter()
+        total_size, start = sum(sizes), time.perf_counter()
 
         def progress(i: int, total: int, name: str) -> None:
             elapsed, done = time.perf_counter() - start, sum(sizes[:i])
             if not name:
                 runner.logger.info(f'MVQHook: clustered {total} layers in {elapsed:.1f} s')
                 return
-            eta = f'ETA {elapsed * (sum(sizes) - done) / done:.0f} s' if done else 'ETA -'
+            eta = f'ETA {elapsed * (total_size - done) / done:.0f} s' if done else 'ETA -'
             runner.logger.info(f'MVQHook: clustering [{i + 1}/{total}] {name} '
                                f'({sizes[i]:,} sub-vectors; {elapsed:.0f} s elapsed, {eta})')
 
