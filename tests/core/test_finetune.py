@@ -1,7 +1,8 @@
 """Plain-PyTorch fine-tuning helpers: trainable selection, BN re-estimation, distillation."""
+import copy
+
 import pytest
 import torch
-from conftest import TinyNet
 from torch import nn
 
 import mvq_plugin as mvq
@@ -16,15 +17,13 @@ from mvq_plugin.core.finetune import (
 CFG = mvq.MVQConfig(num_codewords=16, kmeans_iters=3, kmeans_init='random')
 
 
-def _compressed() -> TinyNet:
-    torch.manual_seed(0)
-    model = TinyNet()
+def _compressed(model: nn.Module) -> nn.Module:
     mvq.compress(model, CFG)
     return model
 
 
-def test_set_trainable_selects_codebooks_bn_and_biases():
-    model = _compressed()
+def test_set_trainable_selects_codebooks_bn_and_biases(tiny_net):
+    model = _compressed(tiny_net)
     count = set_trainable(model)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     books = {f'{n}.parametrizations.weight.0.codebook' for n in mvq.quantized_layers(model)}
@@ -35,8 +34,8 @@ def test_set_trainable_selects_codebooks_bn_and_biases():
     assert count == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def test_recalibrate_bn_is_the_plain_average_of_the_batches():
-    model = _compressed()
+def test_recalibrate_bn_is_the_plain_average_of_the_batches(tiny_net):
+    model = _compressed(tiny_net)
     g = torch.Generator().manual_seed(1)
     batches = [torch.randn(4, 3, 8, 8, generator=g) * 3 + 1 for _ in range(3)]
     feats = []
@@ -58,12 +57,9 @@ def test_kl_per_image_matches_the_definition():
     assert torch.allclose(kl_per_image(t, t), torch.zeros(5), atol=1e-6)
 
 
-def test_distill_lowers_the_kl_to_the_teacher_and_refreezes():
-    torch.manual_seed(0)
-    teacher = TinyNet().eval()
-    student = TinyNet()
-    student.load_state_dict(teacher.state_dict())
-    mvq.compress(student, CFG)
+def test_distill_lowers_the_kl_to_the_teacher_and_refreezes(tiny_net):
+    teacher = tiny_net.eval()
+    student = _compressed(copy.deepcopy(teacher))
     g = torch.Generator().manual_seed(2)
     xs = [torch.randn(8, 3, 8, 8, generator=g) for _ in range(4)]
     with torch.no_grad():
