@@ -86,10 +86,14 @@ build_mmcv_wheel() {
     exec "$VENV/bin/pip" wheel -v --no-build-isolation --no-deps -w "$work/dist" . \
     >"$build_log" 2>&1) &
   pid=$!
-  while kill -0 "$pid" 2>/dev/null; do  # a heartbeat a minute, so a long build never looks hung
+  # A heartbeat every MVQ_HEARTBEAT_S seconds (default a minute): a long build never looks hung.
+  local every="${MVQ_HEARTBEAT_S:-60}"
+  while kill -0 "$pid" 2>/dev/null; do
     sleep 1
-    if (( (SECONDS - start) % 60 == 0 )) && kill -0 "$pid" 2>/dev/null; then
-      step="$(grep -o '^ *\[[0-9]*/[0-9]*\]' "$build_log" 2>/dev/null | tail -n 1 | tr -d ' ')"
+    if (( (SECONDS - start) % every == 0 )) && kill -0 "$pid" 2>/dev/null; then
+      # no compile step logged yet is normal early on (grep finds nothing)
+      step="$( (grep -o '^ *\[[0-9]*/[0-9]*\]' "$build_log" 2>/dev/null || true) | tail -n 1 \
+        | tr -d ' ')"
       log "mmcv build: $(( (SECONDS - start) / 60 )) min so far, compile step ${step:-[0/?]}"
     fi
   done

@@ -43,6 +43,7 @@ case "$1" in
     echo "compiling in $PWD"
     echo "SETUP: $(cat setup.py)" >> "$STUB_LOG"
     if [ -n "${STUB_FAIL_BUILD:-}" ]; then echo "error: fake compiler failure"; exit 3; fi
+    sleep "${STUB_BUILD_SECONDS:-0}"
     w="$(arg_after -w "$@")"; mkdir -p "$w"
     touch "$w/mmcv-2.1.0-cp311-cp311-linux_x86_64.whl" ;;
 esac
@@ -125,6 +126,15 @@ def test_failed_build_shows_the_log_tail_and_caches_nothing(tmp_path):
     wheels = tmp_path / 'cache' / 'mvq_plugin' / 'wheels' / 'torch-2.14.1'
     assert not list(wheels.glob('*.whl'))
     assert not (tmp_path / '.venv' / '.mvq_stamp').exists()
+
+
+def test_heartbeat_of_a_long_build_before_any_compile_step(tmp_path):
+    """A build that has logged no ninja step yet gets heartbeats and still succeeds."""
+    proc, _ = _run_setup(tmp_path, MVQ_HEARTBEAT_S='1', STUB_BUILD_SECONDS='3')
+    assert proc.returncode == 0, proc.stderr
+    assert 'compile step [0/?]' in proc.stderr
+    wheels = tmp_path / 'cache' / 'mvq_plugin' / 'wheels' / 'torch-2.14.1'
+    assert len(list(wheels.glob('*.whl'))) == 1
 
 
 def test_arguments_are_refused(tmp_path):
