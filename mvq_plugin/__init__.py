@@ -12,31 +12,25 @@ Importing it imports neither mmengine nor timm. OpenMMLab configs name the parts
 (``type='mvq_plugin.MVQModel'``); mmengine then imports :mod:`mvq_plugin.registry`, which
 registers them (``custom_imports=dict(imports=['mvq_plugin'])`` keeps working).
 """
+from . import hw
 from .core import (
-    CompressionReport,
-    CompressionStats,
     MVQConfig,
-    Plan,
     codebook_param_groups,
     compress,
     compression_stats,
-    decode_mask,
-    encode_mask,
-    mask_code_bits,
-    masked_kmeans,
-    nm_mask,
     plan,
     quantized_layers,
     set_codebook_quant,
     to_dense,
 )
-from .io import ArtifactError, ArtifactInfo, load, save
+from .io import ArtifactError, load, save
 from .version import __version__  # noqa: E402
 
+#: What a user calls; building blocks stay reachable by their module (``mvq_plugin.core``,
+#: ``mvq_plugin.core.kmeans``, ``mvq_plugin.io``, ...). ``hw.estimate`` costs a model on the
+#: accelerator model.
 __all__ = [
-    'MVQConfig', 'plan', 'compress', 'compression_stats', 'to_dense', 'masked_kmeans',
-    'nm_mask', 'encode_mask', 'decode_mask', 'mask_code_bits', 'quantized_layers',
-    'codebook_param_groups', 'set_codebook_quant', 'Plan', 'CompressionReport',
-    'CompressionStats', '__version__', 'save', 'load', 'ArtifactInfo', 'ArtifactError',
+    'MVQConfig', 'plan', 'compress', 'compression_stats', 'codebook_param_groups',
+    'set_codebook_quant', 'quantized_layers', 'to_dense', 'save', 'load', 'ArtifactError', 'hw',
+    '__version__',
 ]
-

@@ -79,6 +79,7 @@ import torch
 
 from ..core.bits import layer_bits
 from ..core.config import CODEBOOK_BITS, METHODS, VECTOR_AXES, prunes
+from ..core.table import render_table
 
 __all__ = ['MAGIC', 'FORMAT_VERSION', 'ArtifactInfo', 'ArtifactError', 'NotAnArtifactError',
            'UnsupportedVersionError', 'CorruptArtifactError', 'ChecksumError',
@@ -212,16 +213,17 @@ class ArtifactInfo:
         return (self.accounted_bits + self.accounted_buffer_bits) / 8
 
     def __str__(self) -> str:
-        rows = [('header', self.header_bytes,
+        rows = [('part', 'bytes', 'stored as'),
+                ('header', f'{self.header_bytes:,}',
                  f'preamble 16 + header; {self.num_layers} layers, {self.num_tensors} tensors'),
-                ('assignments', self.assignments_bytes, 'packed at ceil(log2 k) bits'),
-                ('masks', self.mask_bytes, 'packed at ceil(log2 C(M,N)) bits per group'),
-                ('codebooks', self.codebook_bytes, 'k x d each; int8 scales in the header'),
-                ('parameters', self.parameter_bytes, f'uncompressed, {self.float_dtype}'),
-                ('buffers', self.buffer_bytes, 'BN running statistics etc.')]
+                ('assignments', f'{self.assignments_bytes:,}', 'packed at ceil(log2 k) bits'),
+                ('masks', f'{self.mask_bytes:,}', 'packed at ceil(log2 C(M,N)) bits per group'),
+                ('codebooks', f'{self.codebook_bytes:,}', 'k x d each; int8 scales in the header'),
+                ('parameters', f'{self.parameter_bytes:,}', f'uncompressed, {self.float_dtype}'),
+                ('buffers', f'{self.buffer_bytes:,}', 'BN running statistics etc.')]
         lines = [f'MVQ artifact {self.path} (format {self.format_version}): '
                  f'{self.total_bytes:,} bytes ({self.total_bytes / 2**20:.3f} MiB)']
-        lines += [f'  {name:12s}{size:>14,d}  {note}' for name, size, note in rows]
+        lines += ['  ' + line for line in render_table(rows).splitlines()]
         acc = self.accounted_bytes
         delta = self.data_bytes / acc - 1 if acc else 0.0
         lines.append(f'  accounted bits {self.accounted_bits:,} + buffers '

@@ -93,7 +93,7 @@ def test_prune_vq_is_plain_kmeans_on_zero_filled(tiny_net):
     mvq.compress(tiny_net, cfg)
     q = mvq.quantized_layers(tiny_net)['conv']
     v = blocking.to_subvectors(w, 8)
-    ref = mvq.masked_kmeans(v * q.mask, None, 16, iters=10, seed=cfg.seed + 0, tol=cfg.tol)
+    ref = mvq.core.masked_kmeans(v * q.mask, None, 16, iters=10, seed=cfg.seed + 0, tol=cfg.tol)
     assert torch.equal(ref.assignments, q.assignments)
     assert torch.equal(ref.codebook, q.codebook.detach())
 
@@ -175,7 +175,7 @@ def test_taylor_importance_needs_and_uses_calibration(tiny_net):
     mvq.compress(tiny_net, cfg, calib=calib)
     for n, q in mvq.quantized_layers(tiny_net).items():
         score = blocking.to_subvectors((w[n] * grads[n]).abs(), 8)
-        assert torch.equal(q.mask, mvq.nm_mask(score, 2, 8))
+        assert torch.equal(q.mask, mvq.core.nm_mask(score, 2, 8))
 
 
 def test_failure_midway_leaves_model_unchanged(tiny_net):

@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from mvq_plugin import masked_kmeans, nm_mask
+from mvq_plugin.core import masked_kmeans, nm_mask
 from mvq_plugin.core import kmeans as km
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mvq_plugin import decode_mask, encode_mask, mask_code_bits, nm_mask
+from mvq_plugin.core import decode_mask, encode_mask, mask_code_bits, nm_mask
 
 
 @pytest.mark.parametrize('n, m', [(1, 4), (2, 4), (2, 8), (4, 8), (3, 16), (8, 8)])

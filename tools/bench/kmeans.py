@@ -60,7 +60,7 @@ def main(argv=None) -> dict:
     faiss.omp_set_num_threads(args.threads)
 
     x = resnet50_subvectors(args.d)
-    mask = mvq.nm_mask(x.abs(), 2, 8)
+    mask = mvq.core.nm_mask(x.abs(), 2, 8)
     n = x.shape[0]
     print(f'ResNet-50 sub-vectors: n={n:,}, d={args.d}, k={args.k}, iters={args.iters}, '
           f'threads={args.threads}')
@@ -77,7 +77,7 @@ def main(argv=None) -> dict:
                                ('plain (torch GEMM)', None, 'torch'),
                                ('masked 2:8 (faiss search)', mask, 'faiss'),
                                ('masked 2:8 (torch GEMM)', mask, 'torch')]:
-        res, t = timed(lambda: mvq.masked_kmeans(x, m_, args.k, iters=args.iters, tol=0.0,
+        res, t = timed(lambda: mvq.core.masked_kmeans(x, m_, args.k, iters=args.iters, tol=0.0,
                                                  init='random', seed=args.seed,
                                                  backend=backend))
         ours = objective(x, m_, res.codebook)

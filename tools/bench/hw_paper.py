@@ -1,6 +1,6 @@
 """The paper's headline comparison (MVQ, ASPLOS 2025) reproduced with this model.
 
-``python -m mvq_plugin.hw.paper`` prints the tables of ``docs/hardware.md``: ResNet-18 at
+``python tools/bench/hw_paper.py`` prints the tables of ``docs/hardware.md``: ResNet-18 at
 224x224, batch 1, a 64x64 array at 40 nm, MVQ with d = 8, k = 256, 2:8 (75% sparsity) on
 every layer but the first conv, against the base EWS accelerator and a plain WS array, with
 the gain decomposed into sparsity only / VQ weight traffic only / both, and the sensitivity to
@@ -10,49 +10,18 @@ checks it against the traced torchvision model.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import replace
 from typing import Any
 
-from .arch import get_arch
-from .estimator import EWS_SWITCHES, ablation, cost_workload, estimate
-from .tables import load_table
-from .workload import LayerWorkload, Workload
+from mvq_plugin.hw import EWS_SWITCHES, ablation, cost_workload, estimate, get_arch, load_table
+from mvq_plugin.hw.zoo import resnet18_workload
 
-__all__ = ['resnet18_workload', 'PAPER', 'headline', 'sensitivity', 'main']
 
 #: Published figures (abstract; 6.9 TOPS/W is secondary, see docs/design.md section 5).
 PAPER = dict(energy_efficiency=2.3, array_area_reduction=0.55, tops_per_w=6.9,
              speedup_range=(1.2, 2.2))
-
-
-def resnet18_workload(batch: int = 1, size: int = 224) -> Workload:
-    """torchvision/timm ResNet-18's convs and FC as GEMMs (execution order)."""
-    layers = []
-
-    def conv(name, cin, cout, k, s, hin):
-        pad = k // 2
-        hout = (hin + 2 * pad - k) // s + 1
-        layers.append(LayerWorkload(name, 'conv', cin, cout, (k, k), (s, s), 1, (hin, hin),
-                                    (hout, hout), batch=batch))
-        return hout
-
-    h = conv('conv1', 3, 64, 7, 2, size)
-    h = (h + 2 - 3) // 2 + 1                       # max pool 3x3 s2 p1
-    cin = 64
-    for stage, cout in enumerate((64, 128, 256, 512), start=1):
-        for block in range(2):
-            s = 2 if stage > 1 and block == 0 else 1
-            pre = f'layer{stage}.{block}'
-            h_in = h
-            h = conv(f'{pre}.conv1', cin, cout, 3, s, h_in)
-            conv(f'{pre}.conv2', cout, cout, 3, 1, h)
-            if s != 1 or cin != cout:
-                conv(f'{pre}.downsample.0', cin, cout, 1, s, h_in)
-            cin = cout
-    layers.append(LayerWorkload('fc', 'linear', 512, 1000, (1, 1), (1, 1), 1, (1, 1),
-                                (batch, 1), batch=1))
-    return Workload('resnet18', layers, (batch, 3, size, size))
 
 
 def headline(rows: int = 64, cols: int = 64, node_nm: float = 40, batch: int = 1,
@@ -99,6 +68,21 @@ def sensitivity(node_nm: float = 40) -> list[tuple[str, dict[str, float]]]:
     g = rep.gain_over(cost_workload(wl.dense(), get_arch('ews'), tab0))
     g['tops_per_w_system'] = rep.tops_per_w_system
     out.append(('no DRAM in the energy (on-chip only)', g))
+    return out
+
+
+def figures(node_nm: float = 40) -> dict[str, Any]:
+    """The headline and sensitivity figures as plain data (what ``--json`` writes)."""
+    reps = headline(node_nm=node_nm)
+    out: dict[str, Any] = {}
+    for key, rep in reps.items():
+        variants = {'baseline': rep.baseline, **rep.variants}
+        out[key] = dict(
+            gains=rep.gains(),
+            tops_per_w={k: v.tops_per_w for k, v in variants.items()},
+            energy={k: {c: v.total('energy_' + c) for c in ('dram', 'mac')}
+                    for k, v in variants.items()})
+    out['sensitivity'] = dict(sensitivity(node_nm))
     return out
 
 
@@ -167,8 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     """Print the Markdown tables (``--node`` selects the technology node)."""
     parser = argparse.ArgumentParser(description='MVQ paper headline on the hw model')
     parser.add_argument('--node', type=float, default=40)
+    parser.add_argument('--json', default=None, help='also write the figures to this file')
     args = parser.parse_args(argv)
     sys.stdout.write(render(args.node))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(figures(args.node), f, indent=1)
     return 0
 
 
