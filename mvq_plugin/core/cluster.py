@@ -15,17 +15,21 @@ from typing import Callable, Sequence
 
 import torch
 
+from torch import nn
+
 from .blocking import from_subvectors, to_subvectors
+from .calibration import NO_CALIBRATION, subvector_importance
 from .config import LayerConfig
-from .importance import Importance
+from .importance import Importance, get_importance
 from .kmeans import masked_kmeans
 from .nm import nm_mask
 from .parametrize import MVQWeight
 from .plan import Plan
 from .table import render_table
 
-__all__ = ['LayerReport', 'CompressionReport', 'ClusterJob', 'cluster_layer', 'cluster_layers',
-           'ProgressFn']
+__all__ = ['LayerReport', 'CompressionReport', 'ClusterJob', 'make_job', 'layer_mask',
+           'cluster_layer',
+           'cluster_layers', 'ProgressFn']
 
 logger = logging.getLogger('mvq_plugin')
 
@@ -86,6 +90,8 @@ class ClusterJob:
         importance: ``(vectors, grad) -> scores`` deciding the N:M mask.
         seed: k-means seed.
         grad: ``dL/dW`` for gradient-based importances, else ``None``.
+        kmeans_weights: ``(n, d)`` per-element k-means weights (``kmeans_weights=
+            'activation'``), else ``None``.
     """
 
     name: str
@@ -94,6 +100,46 @@ class ClusterJob:
     importance: Importance
     seed: int
     grad: torch.Tensor | None = None
+    kmeans_weights: torch.Tensor | None = None
+
+
+def make_job(name: str, module: nn.Module, weight: torch.Tensor, lcfg: LayerConfig, seed: int,
+             *, importance: str | Importance | None = None, grad: torch.Tensor | None = None,
+             input_sq: torch.Tensor | None = None) -> ClusterJob:
+    """The :class:`ClusterJob` of one layer, its calibration statistics bound where used.
+
+    Args:
+        name: Module name.
+        module: The Conv/Linear module (its ``groups`` map weights to input channels).
+        weight: The dense weight to cluster.
+        lcfg: Its resolved settings.
+        seed: k-means seed.
+        importance: Overrides ``lcfg.importance`` (a name or a callable).
+        grad: ``dL/dW`` (Taylor importance).
+        input_sq: ``(C_in,)`` ``E[x_c^2]`` from :func:`~mvq_plugin.core.calibration.
+            collect_input_stats`; needed when the layer's settings read calibration data.
+    """
+    policy = importance if importance is not None else lcfg.importance
+    wants = lcfg.kmeans_weights == 'activation' or (lcfg.prunes and policy == 'activation')
+    if wants and input_sq is None:
+        raise ValueError(f'layer {name!r} (importance={policy!r}, kmeans_weights='
+                         f'{lcfg.kmeans_weights!r}) {NO_CALIBRATION}')
+    h = (subvector_importance(module, input_sq, lcfg.block_size, lcfg.vector_axis)
+         if wants else None)
+    return ClusterJob(name, weight, lcfg, get_importance(policy, h), seed, grad,
+                      h if lcfg.kmeans_weights == 'activation' else None)
+
+
+@torch.no_grad()
+def layer_mask(job: ClusterJob) -> torch.Tensor:
+    """The job's ``(n, d)`` N:M keep-mask by its importance (all ones if the layer keeps all)."""
+    lcfg = job.config
+    vectors = to_subvectors(job.weight.detach(), lcfg.block_size, lcfg.vector_axis).float()
+    if not lcfg.prunes:
+        return torch.ones_like(vectors, dtype=torch.bool)
+    g = (to_subvectors(job.grad, lcfg.block_size, lcfg.vector_axis).float()
+         if job.grad is not None else None)
+    return nm_mask(job.importance(vectors, g), lcfg.n, lcfg.m)
 
 
 @torch.no_grad()
@@ -111,15 +157,12 @@ def cluster_layer(job: ClusterJob, backend: str = 'auto') -> tuple[MVQWeight, La
     lcfg, weight = job.config, job.weight.detach()
     d, axis = lcfg.block_size, lcfg.vector_axis
     vectors = to_subvectors(weight, d, axis).float()
-    if lcfg.prunes:
-        g = to_subvectors(job.grad, d, axis).float() if job.grad is not None else None
-        mask = nm_mask(job.importance(vectors, g), lcfg.n, lcfg.m)
-    else:
-        mask = torch.ones_like(vectors, dtype=torch.bool)
+    mask = layer_mask(job)
     k_mask = mask if lcfg.masked_clustering else None
     k_input = vectors * mask if lcfg.method == 'prune_vq' else vectors
-    result = masked_kmeans(k_input, k_mask, lcfg.num_codewords, iters=lcfg.kmeans_iters,
-                           seed=job.seed, init=lcfg.kmeans_init, tol=lcfg.tol, backend=backend)
+    result = masked_kmeans(k_input, k_mask, lcfg.num_codewords, weights=job.kmeans_weights,
+                           iters=lcfg.kmeans_iters, seed=job.seed, init=lcfg.kmeans_init,
+                           tol=lcfg.tol, backend=backend)
     q = MVQWeight(result.codebook, result.assignments, mask, tuple(weight.shape), axis,
                   n=lcfg.n if lcfg.prunes else lcfg.m, m=lcfg.m, method=lcfg.method,
                   codebook_bits=lcfg.codebook_bits)

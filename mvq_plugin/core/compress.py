@@ -7,15 +7,16 @@ model unchanged. ``to_dense`` bakes the effective weights back into plain layers
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .cluster import ClusterJob, CompressionReport, ProgressFn, cluster_layers
+from .calibration import collect_input_stats
+from .cluster import CompressionReport, ProgressFn, cluster_layers, make_job
 from .config import MVQConfig
-from .importance import Importance, get_importance
+from .importance import Importance
 from .parametrize import attach_mvq_weight, detach_mvq_weight, quantized_layers
 from .plan import plan
 
@@ -55,7 +56,9 @@ def compress(model: nn.Module, cfg: MVQConfig,
              calib: Callable[[nn.Module], torch.Tensor] | None = None, *,
              importance: str | Importance | None = None, backend: str = 'auto',
              progress: ProgressFn | None = None,
-             first_conv: str | Sequence[str] | None = None) -> CompressionReport:
+             first_conv: str | Sequence[str] | None = None,
+             calib_batches: Iterable[Any] | None = None,
+             forward_fn: Callable[[nn.Module, Any], Any] | None = None) -> CompressionReport:
     """Compresses ``model`` in place with MVQ (or the ``vq``/``prune_vq`` baselines).
 
     Each planned layer is N:M pruned by importance, clustered with (masked) k-means and given
@@ -73,6 +76,10 @@ def compress(model: nn.Module, cfg: MVQConfig,
         backend: k-means search backend (``'auto'``, ``'torch'``, ``'faiss'``).
         progress: Optional callback ``progress(i, total, name)`` before each layer.
         first_conv: Name(s) of the input conv(s) to keep dense (see :func:`plan`).
+        calib_batches: A few input batches for the data-aware settings
+            (``importance='activation'``, ``kmeans_weights='activation'``).
+        forward_fn: ``forward_fn(model, batch)`` for ``calib_batches`` (default
+            ``model(batch)``).
 
     Returns:
         A :class:`CompressionReport`.
@@ -84,10 +91,16 @@ def compress(model: nn.Module, cfg: MVQConfig,
     if wants_taylor and calib is None:
         raise ValueError("importance='taylor' needs calib=callable(model) -> scalar loss")
     grads = _calibration_grads(model, [lp.name for lp in todo], calib) if wants_taylor else {}
-    jobs = [ClusterJob(lp.name, model.get_submodule(lp.name).weight, lp.config,
-                       get_importance(importance if importance is not None
-                                      else lp.config.importance),
-                       cfg.seed + i, grads.get(lp.name)) for i, lp in enumerate(todo)]
+    wants_stats = [lp.name for lp in todo if lp.config.needs_calibration
+                   or (importance == 'activation' and lp.config.prunes)]
+    stats = (collect_input_stats(model, wants_stats, calib_batches, forward_fn)
+             if wants_stats and calib_batches is not None else {})
+    jobs = []
+    for i, lp in enumerate(todo):
+        module = model.get_submodule(lp.name)
+        jobs.append(make_job(lp.name, module, module.weight, lp.config, cfg.seed + i,
+                             importance=importance, grad=grads.get(lp.name),
+                             input_sq=stats.get(lp.name)))
     weights, reports = cluster_layers(jobs, backend=backend, progress=progress)
     for lp, q in zip(todo, weights):
         attach_mvq_weight(model.get_submodule(lp.name), q)

@@ -23,12 +23,14 @@ __all__ = ['MVQConfig', 'LayerConfig', 'METHODS', 'VECTOR_AXES', 'CODEBOOK_BITS'
 METHODS = ('mvq', 'vq', 'prune_vq')
 VECTOR_AXES = ('in_channel', 'spatial')
 KMEANS_INITS = ('kmeans++', 'random')
-IMPORTANCES = ('magnitude', 'taylor')
+IMPORTANCES = ('magnitude', 'taylor', 'activation')
+KMEANS_WEIGHTS = ('uniform', 'activation')
 CODEBOOK_BITS = (8, 16, 32)
 
 #: Fields that a per-layer rule (``overrides`` / ``type_overrides``) may change.
 LAYER_FIELDS = ('block_size', 'num_codewords', 'n', 'm', 'method', 'vector_axis',
-                'kmeans_iters', 'kmeans_init', 'tol', 'codebook_bits', 'importance')
+                'kmeans_iters', 'kmeans_init', 'tol', 'codebook_bits', 'importance',
+                'kmeans_weights')
 
 
 def prunes(method: str, n: int, m: int) -> bool:
@@ -64,7 +66,10 @@ class LayerConfig:
         kmeans_init: ``'kmeans++'`` or ``'random'``.
         tol: Stop when the relative objective decrease falls below this.
         codebook_bits: Bits per stored codeword element (8: int8 + scale, 16: fp16, 32: fp32).
-        importance: Pruning score, ``'magnitude'`` (|w|) or ``'taylor'`` (|w * dL/dw|).
+        importance: Pruning score, ``'magnitude'`` (|w|), ``'taylor'`` (|w * dL/dw|) or
+            ``'activation'`` (|w| * sqrt(E[x_c^2]) from calibration data).
+        kmeans_weights: ``'uniform'`` (every kept element counts alike) or ``'activation'``
+            (each element weighted by ``E[x_c^2]`` of its input channel; calibration data).
     """
 
     block_size: int = 8
@@ -78,6 +83,7 @@ class LayerConfig:
     tol: float = 1e-4
     codebook_bits: int = 8
     importance: str = 'magnitude'
+    kmeans_weights: str = 'uniform'
 
     def __post_init__(self) -> None:
         _check_int('block_size', self.block_size, 1)
@@ -96,11 +102,18 @@ class LayerConfig:
             raise ValueError(f'MVQConfig.tol={self.tol!r} must be a number >= 0')
         _check_choice('codebook_bits', self.codebook_bits, CODEBOOK_BITS)
         _check_choice('importance', self.importance, IMPORTANCES)
+        _check_choice('kmeans_weights', self.kmeans_weights, KMEANS_WEIGHTS)
 
     @property
     def prunes(self) -> bool:
         """Whether this layer is N:M pruned (:func:`prunes`)."""
         return prunes(self.method, self.n, self.m)
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether this layer's mask or clustering reads calibration statistics."""
+        return (self.prunes and self.importance == 'activation') or \
+            self.kmeans_weights == 'activation'
 
     @property
     def masked_clustering(self) -> bool:

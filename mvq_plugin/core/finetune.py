@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +48,11 @@ def set_trainable(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+def recalibrate_bn(model: nn.Module, batches: Iterable[Any],
+                   forward_fn: Callable[[nn.Module, Any], Any] | None = None) -> int:
     """Re-estimates the BN running statistics of ``model`` on ``batches`` (no labels).
+
+    ``forward_fn(model, batch)`` runs one batch (default ``model(batch)``).
 
     The running mean/variance are reset and replaced by the plain average over the batches
     (``momentum=None``); nothing else changes. The model is left in eval mode.
@@ -68,7 +71,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     seen = 0
     try:
         for x in batches:
-            model(x)
+            forward_fn(model, x) if forward_fn is not None else model(x)
             seen += 1
     finally:
         for bn, momentum in zip(bns, momenta):

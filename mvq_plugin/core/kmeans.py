@@ -17,6 +17,16 @@ codewords ``c_j`` (``k x d``)::
 ``J`` never increases: the assignment minimises it for fixed ``C``, the update for fixed ``a``,
 and re-seeding only moves codewords without members. Plain k-means is ``mask=None``.
 
+Importance-weighted (data-aware) clustering generalises the 0/1 mask to non-negative weights
+``v_it = m_it * h_it`` (``h``: e.g. the second moment of the input channel a weight multiplies)::
+
+    J_h(C, a) = sum_i sum_t v_it (w_it - c_{a_i,t})^2
+
+Assignment and update keep their closed forms with ``v`` in place of ``m``: the search is the
+same inner product ``<[v_i*w_i, v_i], [2c_j, -c_j*c_j]>`` and the update the weighted mean
+``c_jt = sum v_it w_it / sum v_it``; ``J_h`` never increases either. (The per-pattern L2
+search below needs 0/1 weights, so weighted runs use the inner-product search.)
+
 Two exact search backends compute the same argmax: a chunked torch GEMM + max (any device;
 memory bounded by ``chunk_size x k``) and, for CPU tensors when faiss is installed, faiss's
 exhaustive search. Inside :func:`masked_kmeans` the faiss backend uses its fused L2 kernels
@@ -77,18 +87,19 @@ class KMeansResult:
 
 def masked_sse(vectors: torch.Tensor, mask: torch.Tensor | None, codebook: torch.Tensor,
                assignments: torch.Tensor) -> float:
-    """``J = sum_i || m_i * (w_i - c_{a_i}) ||^2`` in float64.
+    """``J = sum_i sum_t v_it (w_it - c_{a_i,t})^2`` in float64.
 
     Args:
         vectors: ``(n, d)``.
-        mask: ``(n, d)`` bool or ``None`` (all ones).
+        mask: ``(n, d)`` bool mask, float importance weights ``v >= 0``, or ``None`` (all ones).
         codebook: ``(k, d)``.
         assignments: ``(n,)``.
     """
     diff = vectors - codebook[assignments]
+    sq = diff * diff
     if mask is not None:
-        diff = diff * mask.to(diff.device)
-    return float((diff * diff).sum(1).double().sum())
+        sq = sq * mask.to(device=diff.device, dtype=diff.dtype)
+    return float(sq.sum(1).double().sum())
 
 
 def _search_table(codebook: torch.Tensor, masked: bool) -> torch.Tensor:
@@ -249,17 +260,21 @@ def _masked_dist_to(x: torch.Tensor, w: torch.Tensor | None, sqnorm: torch.Tenso
     return (sqnorm - 2 * cross + quad).clamp(min=0)
 
 
-def _init_codebook(x: torch.Tensor, w: torch.Tensor | None, sqnorm: torch.Tensor, k: int,
-                   init: str, gen: torch.Generator) -> torch.Tensor:
-    """Initial codewords: masked k-means++ on a seeded subsample, or random vectors."""
+def _init_codebook(x: torch.Tensor, raw: torch.Tensor, w: torch.Tensor | None,
+                   sqnorm: torch.Tensor, k: int, init: str, gen: torch.Generator) -> torch.Tensor:
+    """Initial codewords: masked k-means++ on a seeded subsample, or random vectors.
+
+    ``x`` are the weighted queries ``v * w``, ``raw`` the vectors themselves (zero where
+    ``v = 0``): codewords are taken from ``raw``, distances measured with ``x`` and ``w``.
+    """
     n = x.shape[0]
     if init == 'random':
-        return x[torch.randperm(n, generator=gen)[:k].to(x.device)].clone()
+        return raw[torch.randperm(n, generator=gen)[:k].to(x.device)].clone()
     sample = min(n, KMEANSPP_SAMPLE_PER_CENTROID * k)
     rows = torch.randperm(n, generator=gen)[:sample].to(x.device)
-    xs, ws, ns = x[rows], (w[rows] if w is not None else None), sqnorm[rows]
+    xs, rs, ws, ns = x[rows], raw[rows], (w[rows] if w is not None else None), sqnorm[rows]
     chosen = [int(torch.randint(sample, (1,), generator=gen))]
-    dist = _masked_dist_to(xs, ws, ns, xs[chosen[0]])
+    dist = _masked_dist_to(xs, ws, ns, rs[chosen[0]])
     for _ in range(1, k):
         cumulative = dist.double().cpu().cumsum(0)
         total = float(cumulative[-1])
@@ -269,14 +284,15 @@ def _init_codebook(x: torch.Tensor, w: torch.Tensor | None, sqnorm: torch.Tensor
         else:  # every sample already has a zero-distance codeword: pick uniformly.
             nxt = int(torch.randint(sample, (1,), generator=gen))
         chosen.append(nxt)
-        dist = torch.minimum(dist, _masked_dist_to(xs, ws, ns, xs[nxt]))
-    return xs[torch.tensor(chosen, device=x.device)].clone()
+        dist = torch.minimum(dist, _masked_dist_to(xs, ws, ns, rs[nxt]))
+    return rs[torch.tensor(chosen, device=x.device)].clone()
 
 
 def _reseed_empty(codebook: torch.Tensor, x: torch.Tensor, w: torch.Tensor | None,
                   assignments: torch.Tensor, gen: torch.Generator) -> int:
     """Moves every memberless codeword onto a random member of the largest cluster.
 
+    ``x`` are the vectors themselves (zero where the weight is 0), not the weighted queries.
     The member's kept elements replace the codeword's; positions the member prunes keep the
     largest cluster's values. Returns the number of re-seeded codewords.
     """
@@ -300,7 +316,7 @@ def _reseed_empty(codebook: torch.Tensor, x: torch.Tensor, w: torch.Tensor | Non
 
 
 def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
-                  iters: int = 50, seed: int = 0, init: str | torch.Tensor = 'kmeans++',
+                  weights: torch.Tensor | None = None, iters: int = 50, seed: int = 0, init: str | torch.Tensor = 'kmeans++',
                   tol: float = 1e-4,
                   backend: str = 'auto', chunk_size: int = 65536) -> KMeansResult:
     """Clusters ``vectors`` under ``mask`` (see the module docstring for the math).
@@ -309,6 +325,8 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
         vectors: ``(n, d)`` sub-vectors; values at masked-out positions are ignored.
         mask: ``(n, d)`` bool (True = kept) or ``None`` for plain k-means.
         k: Number of codewords, ``2 <= k <= n``.
+        weights: Optional ``(n, d)`` non-negative importance ``h``; the objective becomes
+            ``sum m_it h_it (w_it - c_t)^2`` (see the module docstring).
         iters: Maximum number of update steps.
         seed: Seed for initialisation and re-seeding; a seed gives identical results.
         init: ``'kmeans++'`` (masked D^2 sampling), ``'random'`` or a ``(k, d)`` tensor of
@@ -329,6 +347,12 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     if mask is not None and mask.shape != vectors.shape:
         raise ValueError(f'mask shape {tuple(mask.shape)} does not match vectors '
                          f'{tuple(vectors.shape)}')
+    if weights is not None:
+        if weights.shape != vectors.shape:
+            raise ValueError(f'weights shape {tuple(weights.shape)} does not match vectors '
+                             f'{tuple(vectors.shape)}')
+        if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+            raise ValueError('k-means weights must be finite and >= 0 (importance per element)')
     if isinstance(init, torch.Tensor):
         if init.shape != (k, d):
             raise ValueError(f'initial codebook shape {tuple(init.shape)} must be (k={k}, d={d})')
@@ -342,27 +366,31 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     backend = _resolve_backend(backend, vectors.device)
     gen = torch.Generator().manual_seed(seed)
 
-    x = vectors.detach().float()
-    w = None
+    raw = vectors.detach().float()
+    w = None  # per-element weights v (0/1 mask, or mask * importance)
     if mask is not None:
-        w = mask.to(device=x.device, dtype=torch.float32)
-        x = x * w
-    x = x.contiguous()
-    sqnorm = (x * x).sum(1)
+        w = mask.to(device=raw.device, dtype=torch.float32)
+    if weights is not None:
+        h = weights.detach().to(device=raw.device, dtype=torch.float32)
+        w = h if w is None else w * h
+    if w is not None:
+        raw = raw * (w > 0)
+    x = (raw * w if w is not None else raw).contiguous()  # the queries' v * w
+    sqnorm = (x * raw).sum(1)  # sum_t v_t w_t^2
 
     if isinstance(init, torch.Tensor):
         codebook = init.detach().to(device=x.device, dtype=torch.float32).clone()
     else:
-        codebook = _init_codebook(x, w, sqnorm, k, init, gen)
+        codebook = _init_codebook(x, raw, w, sqnorm, k, init, gen)
 
     searcher = None
-    if backend == 'faiss' and n * k >= FAISS_MIN_WORK:
+    if backend == 'faiss' and n * k >= FAISS_MIN_WORK and weights is None:
         searcher = _FaissL2Search(x, w.bool() if w is not None else None)
         if searcher.patterns is not None and len(searcher.groups) > MAX_MASK_PATTERNS:
             searcher = None  # too many patterns: the 2d-dimensional inner-product form
     order = searcher.order if searcher is not None else None
     if order is not None:  # work in pattern order; undone on return
-        x, w, sqnorm = x[order], w[order], sqnorm[order]
+        x, raw, w, sqnorm = x[order], raw[order], w[order], sqnorm[order]
 
     queries = _query_table(x, w) if searcher is None else None
 
@@ -370,7 +398,7 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
         if searcher is not None:
             return searcher(cb)
         idx, _ = assign(queries, cb, w is not None, backend=backend, chunk_size=chunk_size)
-        return idx, masked_sse(x, mask, cb, idx)
+        return idx, masked_sse(raw, w, cb, idx)
 
     a, objective = search(codebook)
     history = [objective]
@@ -379,7 +407,7 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
         counts = (searcher.counts(a, k) if searcher is not None and searcher.patterns is not None
                   else None)
         codebook = update_codebook(x, w, a, codebook, counts)
-        result.reseeded += _reseed_empty(codebook, x, w, a, gen)
+        result.reseeded += _reseed_empty(codebook, raw, w, a, gen)
         a, objective = search(codebook)
         history.append(objective)
         result.iterations += 1

@@ -17,8 +17,8 @@ from .accounting import count_macs
 from .config import MVQConfig, prunes
 from .plan import plan
 
-__all__ = ['Setting', 'MatchedPoint', 'accounted_bits', 'match_points', 'effective_macs',
-           'VQ_BLOCK_SIZES', 'VQ_CODEWORDS']
+__all__ = ['Setting', 'MatchedPoint', 'accounted_bits', 'closest_setting', 'match_points',
+           'effective_macs', 'VQ_BLOCK_SIZES', 'VQ_CODEWORDS']
 
 VQ_BLOCK_SIZES = (4, 8, 16)
 VQ_CODEWORDS = tuple(2**i for i in range(4, 15))
@@ -111,6 +111,38 @@ def accounted_bits(model: nn.Module, setting: Setting) -> int:
     return sum(lp.bits for lp in the_plan) + 32 * other
 
 
+def closest_setting(model: nn.Module, target_bits: int, method: str, n: int = 1, m: int = 1,
+                    block_sizes: Sequence[int] = VQ_BLOCK_SIZES,
+                    codewords: Sequence[int] = VQ_CODEWORDS, prefer_block_size: int | None = None,
+                    tolerance: float = 0.03) -> tuple[Setting, int]:
+    """The ``(d, k)`` of ``method`` (at ``n:m``) whose accounted bits come closest to a target.
+
+    Ties go to ``prefer_block_size``; d must be a multiple of ``m`` when the method prunes.
+
+    Returns:
+        ``(setting, bits)``.
+
+    Raises:
+        ValueError: no candidate lies within ``tolerance`` of ``target_bits``.
+    """
+    found = []
+    for d in block_sizes:
+        if prunes(method, n, m) and d % m:
+            continue
+        for k in codewords:
+            cand = Setting(method, d, k, n, m)
+            b = accounted_bits(model, cand)
+            found.append((abs(b / target_bits - 1), d != prefer_block_size, cand, b))
+    if not found:
+        raise ValueError(f'closest_setting: no block size in {list(block_sizes)} is a '
+                         f'multiple of m={m}')
+    err, _, best, bits = min(found, key=lambda t: t[:2])
+    if err > tolerance:
+        raise ValueError(f'no {method} setting within {tolerance:.0%} of {target_bits:,} bits; '
+                         f'closest: {best.label} ({bits:,} bits, {bits / target_bits - 1:+.1%})')
+    return best, bits
+
+
 def match_points(model: nn.Module, mvq_settings: Sequence[Setting], tolerance: float = 0.03,
                  vq_block_sizes: Sequence[int] = VQ_BLOCK_SIZES,
                  vq_codewords: Sequence[int] = VQ_CODEWORDS) -> list[MatchedPoint]:
@@ -141,18 +173,13 @@ def match_points(model: nn.Module, mvq_settings: Sequence[Setting], tolerance: f
         pvq = dataclasses.replace(s, method='prune_vq')
         bits = {'mvq': target, 'prune_vq': accounted_bits(model, pvq)}
 
-        found = []
-        for d in vq_block_sizes:
-            for k in vq_codewords:
-                cand = Setting('vq', d, k)
-                b = accounted_bits(model, cand)
-                found.append((abs(b / target - 1), d != s.block_size, cand, b))
-        err, _, vq, vq_bits = min(found, key=lambda t: t[:2])
-        if err > tolerance:
-            raise ValueError(f'no vq setting within {tolerance:.0%} of {s.label} '
-                             f'({target:,} bits); closest: {vq.label} ({vq_bits:,} bits, '
-                             f'{err:+.1%})')
-        bits['vq'] = vq_bits
+        try:
+            vq, bits['vq'] = closest_setting(model, target, 'vq', block_sizes=vq_block_sizes,
+                                             codewords=vq_codewords,
+                                             prefer_block_size=s.block_size,
+                                             tolerance=tolerance)
+        except ValueError as err:
+            raise ValueError(f'{s.label}: {err}') from None
         points.append(MatchedPoint({'mvq': s, 'vq': vq, 'prune_vq': pvq}, bits, params))
     return points
 

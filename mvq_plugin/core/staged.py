@@ -24,11 +24,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .blocking import to_subvectors
-from .cluster import ClusterJob, CompressionReport, ProgressFn, cluster_layers
+from .calibration import InputStats
+from .cluster import CompressionReport, ProgressFn, cluster_layers, layer_mask, make_job
 from .config import MVQConfig
-from .importance import get_importance
-from .nm import nm_mask
 from .parametrize import (
     STAGE_CLUSTERED,
     STAGE_DENSE,
@@ -96,14 +94,17 @@ def _config_of(name: str, q: MVQWeight):
     return q.layer_config
 
 
-def prune_prepared(model: nn.Module, names: Iterable[str] | None = None) -> list[str]:
+def prune_prepared(model: nn.Module, names: Iterable[str] | None = None, *,
+                   input_stats: InputStats | None = None) -> list[str]:
     """N:M-prunes the dense weights of prepared layers (:data:`STAGE_DENSE` -> ``PRUNED``).
 
-    Only magnitude-style importances that need no gradient are supported here.
+    Importances that need a gradient (``taylor``) are not supported here.
 
     Args:
         model: A model after :func:`prepare`.
         names: Layers to prune (default: every layer still in :data:`STAGE_DENSE`).
+        input_stats: Calibration statistics (:func:`~mvq_plugin.core.calibration.
+            collect_input_stats`) for ``importance='activation'``.
 
     Returns:
         The names of the layers pruned.
@@ -111,22 +112,26 @@ def prune_prepared(model: nn.Module, names: Iterable[str] | None = None) -> list
     layers = quantized_layers(model)
     names = [n for n, q in layers.items() if int(q.stage) == STAGE_DENSE] if names is None \
         else list(names)
+    stats = input_stats or {}
     for name in names:
         q = layers[name]
         lcfg = _config_of(name, q)
         if lcfg.prunes:
-            vectors = to_subvectors(_original(model, name).detach(), lcfg.block_size,
-                                    lcfg.vector_axis).float()
-            mask = nm_mask(get_importance(lcfg.importance)(vectors, None), lcfg.n, lcfg.m)
-            q.mask.copy_(mask)
+            if lcfg.importance == 'taylor':
+                raise ValueError(f"prune_prepared: layer {name!r} has importance='taylor', "
+                                 "which needs gradients; use 'magnitude' or 'activation'")
+            job = make_job(name, model.get_submodule(name), _original(model, name), lcfg, 0,
+                           input_sq=stats.get(name) if lcfg.importance == 'activation'
+                           else None)
+            q.mask.copy_(layer_mask(job))
         q.stage.fill_(STAGE_PRUNED)
     return names
 
 
 @torch.no_grad()
 def cluster_prepared(model: nn.Module, names: Iterable[str] | None = None, *, seed: int = 0,
-                     backend: str = 'auto', progress: ProgressFn | None = None
-                     ) -> CompressionReport:
+                     backend: str = 'auto', progress: ProgressFn | None = None,
+                     input_stats: InputStats | None = None) -> CompressionReport:
     """Clusters prepared layers in place (-> :data:`STAGE_CLUSTERED`).
 
     A layer in :data:`STAGE_PRUNED` keeps its mask; one in :data:`STAGE_DENSE` is pruned
@@ -140,6 +145,7 @@ def cluster_prepared(model: nn.Module, names: Iterable[str] | None = None, *, se
         seed: Base seed.
         backend: k-means search backend.
         progress: Optional ``progress(i, total, name)`` before each layer.
+        input_stats: Calibration statistics for the data-aware settings.
 
     Returns:
         A :class:`~mvq_plugin.core.cluster.CompressionReport` (its plan is empty).
@@ -147,14 +153,16 @@ def cluster_prepared(model: nn.Module, names: Iterable[str] | None = None, *, se
     layers = quantized_layers(model)
     index = {n: i for i, n in enumerate(layers)}
     names = pending_layers(model) if names is None else list(names)
+    stats = input_stats or {}
     jobs = []
     for name in names:
         q = layers[name]
         lcfg = _config_of(name, q)
-        importance = (_keep_mask(q.mask) if int(q.stage) == STAGE_PRUNED
-                      else get_importance(lcfg.importance))
-        jobs.append(ClusterJob(name, _original(model, name), lcfg, importance,
-                               seed + index[name]))
+        pruned = int(q.stage) == STAGE_PRUNED
+        jobs.append(make_job(name, model.get_submodule(name), _original(model, name), lcfg,
+                             seed + index[name],
+                             importance=_keep_mask(q.mask) if pruned else None,
+                             input_sq=stats.get(name)))
     weights, reports = cluster_layers(jobs, backend=backend, progress=progress)
     for name, built in zip(names, weights):
         layers[name].take_state(built)

@@ -1,0 +1,367 @@
+"""The full MVQ schedule as one recipe, in a plain PyTorch loop.
+
+``run_recipe`` takes a dense model through (docs/design.md section 3)::
+
+    N:M prune -> sparse fine-tuning of the kept weights (sparse_iters)
+      -> masked k-means on the sparse-trained weights
+      -> codebook fine-tuning (iters - sparse_iters; int8 fake-quant for the last quant_iters)
+      -> optional BN re-estimation
+
+with optional self-distillation from the dense model (:mod:`~mvq_plugin.core.distill`) and
+data-aware settings fed by calibration batches (:mod:`~mvq_plugin.core.calibration`).
+``iters`` is the *total* fine-tuning budget, so methods compare at equal training:
+``finetune_dense`` spends the same budget on the dense model (the control that shows what
+extra training alone buys). ``MVQHook`` runs the same phases inside mmengine.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .accounting import compression_stats
+from .calibration import NO_CALIBRATION, collect_input_stats
+from .cluster import CompressionReport
+from .compress import codebook_param_groups, set_codebook_quant
+from .config import MVQConfig
+from .distill import DistillConfig, Distiller, make_teacher
+from .finetune import recalibrate_bn
+from .parametrize import quantized_layers
+from .plan import Plan
+from .staged import cluster_prepared, prepare, prune_prepared
+
+__all__ = ['MVQRecipe', 'RecipeResult', 'run_recipe', 'finetune_dense', 'STAGES']
+
+logger = logging.getLogger('mvq_plugin')
+
+#: Where :func:`run_recipe` evaluates, in order.
+STAGES = ('dense', 'pruned', 'sparse_finetuned', 'clustered', 'finetuned', 'bn_recalibrated')
+
+#: ``batches(step) -> (inputs, targets)``; the same step gives the same batch.
+BatchFn = Callable[[int], tuple[Any, Any]]
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f'MVQRecipe.{name}={value!r} must be an integer >= {low}')
+
+
+def _check_pos(name: str, value: Any, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ValueError(f'MVQRecipe.{name}={value!r} must be a number '
+                         f'{">= 0" if allow_zero else "> 0"}')
+
+
+@dataclass(frozen=True)
+class MVQRecipe:
+    """The schedule and its budget.
+
+    Attributes:
+        iters: Total fine-tuning steps (sparse phase + codebook phase).
+        sparse_iters: Of which N:M-sparse fine-tuning of the kept dense weights (0: cluster
+            right after pruning, "one-shot").
+        quant_iters: The last steps of the codebook phase run with int8 codebook
+            fake-quantization (``None``: the whole codebook phase).
+        lr: Peak learning rate of the sparse phase (SGD, momentum, cosine decay to 0).
+        codebook_lr: Peak learning rate of the codebook phase (default ``lr``).
+        momentum: SGD momentum.
+        weight_decay: Weight decay of dense weights, BN and biases (codewords: none).
+        distill: Self-distillation from the dense model (``None``: labels only).
+        calib_batches: Calibration batches for the data-aware settings and BN re-estimation.
+        bn_recalib: Re-estimate BN statistics on the calibration batches at the end.
+        log_every: A log line every this many steps.
+    """
+
+    iters: int
+    sparse_iters: int = 0
+    quant_iters: int | None = None
+    lr: float = 0.01
+    codebook_lr: float | None = None
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    distill: DistillConfig | None = None
+    calib_batches: int = 0
+    bn_recalib: bool = False
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        _check_int('iters', self.iters, 0)
+        _check_int('sparse_iters', self.sparse_iters, 0)
+        if self.sparse_iters > self.iters:
+            raise ValueError(f'MVQRecipe.sparse_iters={self.sparse_iters} is longer than the '
+                             f'whole run (iters={self.iters}): the sparse phase is part of '
+                             'the total budget; allowed: 0 <= sparse_iters <= iters')
+        if self.quant_iters is not None:
+            _check_int('quant_iters', self.quant_iters, 0)
+            if self.quant_iters > self.codebook_iters:
+                raise ValueError(f'MVQRecipe.quant_iters={self.quant_iters} is longer than '
+                                 f'the codebook phase (iters - sparse_iters = '
+                                 f'{self.codebook_iters})')
+        _check_pos('lr', self.lr)
+        if self.codebook_lr is not None:
+            _check_pos('codebook_lr', self.codebook_lr)
+        _check_pos('momentum', self.momentum, allow_zero=True)
+        _check_pos('weight_decay', self.weight_decay, allow_zero=True)
+        _check_int('calib_batches', self.calib_batches, 0)
+        _check_int('log_every', self.log_every, 1)
+        object.__setattr__(self, 'distill', DistillConfig.from_value(self.distill))
+        if self.bn_recalib and not self.calib_batches:
+            raise ValueError(f'MVQRecipe.bn_recalib=True {NO_CALIBRATION} '
+                             '(calib_batches >= 1)')
+
+    @property
+    def codebook_iters(self) -> int:
+        """Steps of the codebook phase."""
+        return self.iters - self.sparse_iters
+
+    @property
+    def quant_start(self) -> int:
+        """Codebook-phase step from which int8 fake-quantization is on."""
+        q = self.codebook_iters if self.quant_iters is None else self.quant_iters
+        return self.codebook_iters - q
+
+
+@dataclass
+class RecipeResult:
+    """What :func:`run_recipe` measured.
+
+    Attributes:
+        top1: ``{stage: value of evaluate(model)}`` for the stages in :data:`STAGES` reached.
+        losses: Training loss per step (both phases).
+        seconds: Wall time per phase (``'calibrate'``, ``'sparse'``, ``'cluster'``,
+            ``'codebook'``, ``'bn'``).
+        report: The clustering report.
+        plan: The applied plan.
+        compression_ratio: Accounted compression ratio vs fp32.
+        bits: Accounted bits.
+        teacher_bytes: Memory the teacher adds (0 without distillation).
+    """
+
+    top1: dict[str, float] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    report: CompressionReport | None = None
+    plan: Plan | None = None
+    compression_ratio: float = 1.0
+    bits: int = 0
+    teacher_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary (without the loss curve and the report)."""
+        return dict(top1=self.top1, seconds=self.seconds,
+                    compression_ratio=self.compression_ratio, bits=self.bits,
+                    teacher_bytes=self.teacher_bytes, final_loss=self.losses[-1]
+                    if self.losses else None)
+
+
+def _sgd(groups: list[dict], lr: float, momentum: float, steps: int):
+    opt = torch.optim.SGD([g for g in groups if g['params']], lr=lr, momentum=momentum)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
+    return opt, sched
+
+
+def _train(model: nn.Module, batches: BatchFn, steps: int, first_step: int,
+           groups: list[dict], lr: float, recipe: MVQRecipe, distiller: Distiller | None,
+           loss_fn: Callable, forward_fn: Callable | None, phase: str,
+           on_step: Callable[[int], None] | None = None) -> list[float]:
+    """``steps`` SGD steps from batch ``first_step`` on; returns the losses."""
+    if steps == 0:
+        return []
+    opt, sched = _sgd(groups, lr, recipe.momentum, steps)
+    task_w = recipe.distill.task_weight if recipe.distill is not None else 1.0
+    model.train()
+    losses, start = [], time.perf_counter()
+    for step in range(steps):
+        if on_step is not None:
+            on_step(step)
+        x, y = batches(first_step + step)
+        out = forward_fn(model, x) if forward_fn is not None else model(x)
+        loss = task_w * loss_fn(out, y) if task_w else out.new_zeros(())
+        if distiller is not None:
+            for term in distiller.losses(x, out).values():
+                loss = loss + term
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if (step + 1) % recipe.log_every == 0 or step + 1 == steps:
+            recent = losses[-recipe.log_every:]
+            elapsed = time.perf_counter() - start
+            logger.info('%s step %d/%d: loss %.4f (%.0f s, ETA %.0f s)', phase, step + 1,
+                        steps, sum(recent) / len(recent), elapsed,
+                        elapsed / (step + 1) * (steps - step - 1))
+    return losses
+
+
+def _take(calib: Iterable[Any] | None, count: int) -> list[Any]:
+    if not count:
+        return []
+    if calib is None:
+        raise ValueError(f'MVQRecipe.calib_batches={count} {NO_CALIBRATION}; '
+                         'run_recipe(calib=None)')
+    out = []
+    for batch in calib:
+        out.append(batch)
+        if len(out) == count:
+            break
+    if not out:
+        raise ValueError(f'run_recipe: calib gave no batches {NO_CALIBRATION}')
+    return out
+
+
+def _teacher_for(model: nn.Module, recipe: MVQRecipe, teacher: nn.Module | None,
+                 forward_fn: Callable | None) -> Distiller | None:
+    if recipe.distill is None:
+        if teacher is not None:
+            raise ValueError('run_recipe: a teacher was given but MVQRecipe.distill is None')
+        return None
+    return Distiller(model, teacher if teacher is not None else make_teacher(model),
+                     recipe.distill, forward_fn)
+
+
+def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: BatchFn, *,
+               loss_fn: Callable = F.cross_entropy,
+               evaluate: Callable[[nn.Module], float] | None = None,
+               calib: Iterable[Any] | None = None, teacher: nn.Module | None = None,
+               forward_fn: Callable[[nn.Module, Any], Any] | None = None,
+               stages: Sequence[str] = STAGES, backend: str = 'auto') -> RecipeResult:
+    """Compresses a dense ``model`` in place with the full MVQ schedule.
+
+    Args:
+        model: The dense (trained) model.
+        cfg: MVQ settings (``vq`` layers are not pruned: their sparse phase is plain dense
+            fine-tuning, so ``vq`` rows spend the same budget).
+        recipe: Schedule and budget.
+        batches: ``batches(step) -> (inputs, targets)``; the codebook phase continues the
+            step count of the sparse phase (no batch is seen twice within ``iters``).
+        loss_fn: ``loss_fn(output, targets)``.
+        evaluate: ``evaluate(model) -> top-1`` (any figure); called at ``stages``.
+        calib: Calibration inputs (``recipe.calib_batches`` of them are taken).
+        teacher: Teacher to distil from (default: a frozen copy of the dense ``model``).
+        forward_fn: ``forward_fn(model, inputs)`` (default ``model(inputs)``).
+        stages: Stages at which to evaluate.
+        backend: k-means search backend.
+
+    Returns:
+        A :class:`RecipeResult`.
+    """
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise ValueError(f'run_recipe: unknown stage(s) {unknown}; allowed: {list(STAGES)}')
+    result = RecipeResult()
+
+    def measure(stage: str) -> None:
+        if evaluate is not None and stage in stages:
+            result.top1[stage] = float(evaluate(model))
+            logger.info('recipe: %s: %.2f', stage, result.top1[stage])
+
+    measure('dense')
+    distiller = _teacher_for(model, recipe, teacher, forward_fn)
+    result.teacher_bytes = distiller.teacher_bytes if distiller is not None else 0
+    try:
+        result.plan = prepare(model, cfg, train_dense=recipe.sparse_iters > 0)
+        names = list(quantized_layers(model))
+        needs = [lp.name for lp in result.plan.compressed if lp.config.needs_calibration]
+        calib_list = _take(calib, recipe.calib_batches)
+        if needs and not calib_list:
+            raise ValueError(f'layers {needs[:3]} use data-aware settings (importance='
+                             f"'activation' or kmeans_weights='activation') and "
+                             f'{NO_CALIBRATION} (MVQRecipe.calib_batches >= 1 and calib)')
+
+        def stats() -> dict[str, torch.Tensor]:
+            if not needs:
+                return {}
+            t0 = time.perf_counter()
+            out = collect_input_stats(model, needs, calib_list, forward_fn)
+            result.seconds['calibrate'] = result.seconds.get('calibrate', 0.0) + \
+                time.perf_counter() - t0
+            return out
+
+        prune_prepared(model, input_stats=stats())
+        measure('pruned')
+        t0 = time.perf_counter()
+        if recipe.sparse_iters:
+            # Codewords get no gradient before clustering: everything else trains.
+            books = {id(q.codebook) for q in quantized_layers(model).values()}
+            params = [p for p in model.parameters() if p.requires_grad and id(p) not in books]
+            result.losses += _train(model, batches, recipe.sparse_iters, 0,
+                                    [dict(params=params, weight_decay=recipe.weight_decay)],
+                                    recipe.lr, recipe, distiller, loss_fn, forward_fn,
+                                    'sparse fine-tuning')
+        result.seconds['sparse'] = time.perf_counter() - t0
+        measure('sparse_finetuned')
+        for n in names:
+            model.get_submodule(n).parametrizations.weight.original.requires_grad_(False)
+        t0 = time.perf_counter()
+        result.report = cluster_prepared(model, seed=cfg.seed, backend=backend,
+                                         input_stats=stats())
+        result.seconds['cluster'] = time.perf_counter() - t0
+        set_codebook_quant(model, recipe.quant_start == 0)
+        measure('clustered')
+        t0 = time.perf_counter()
+
+        def switch_quant(step: int) -> None:
+            if step == recipe.quant_start:
+                set_codebook_quant(model, True)
+
+        result.losses += _train(
+            model, batches, recipe.codebook_iters, recipe.sparse_iters,
+            codebook_param_groups(model, weight_decay=recipe.weight_decay),
+            recipe.codebook_lr or recipe.lr, recipe, distiller, loss_fn, forward_fn,
+            'codebook fine-tuning', switch_quant)
+        set_codebook_quant(model, True)  # what the artifact stores
+        result.seconds['codebook'] = time.perf_counter() - t0
+        measure('finetuned')
+        if recipe.bn_recalib:
+            t0 = time.perf_counter()
+            recalibrate_bn(model, calib_list, forward_fn)
+            result.seconds['bn'] = time.perf_counter() - t0
+            measure('bn_recalibrated')
+    finally:
+        if distiller is not None:
+            distiller.close()
+    model.eval()
+    stats_ = compression_stats(model)
+    result.compression_ratio, result.bits = stats_.compression_ratio, stats_.bits
+    return result
+
+
+def finetune_dense(model: nn.Module, recipe: MVQRecipe, batches: BatchFn, *,
+                   loss_fn: Callable = F.cross_entropy,
+                   evaluate: Callable[[nn.Module], float] | None = None,
+                   teacher: nn.Module | None = None,
+                   forward_fn: Callable[[nn.Module, Any], Any] | None = None) -> RecipeResult:
+    """The dense control: every weight fine-tuned for ``recipe.iters`` steps at ``recipe.lr``.
+
+    Same optimizer, schedule, batches and distillation as :func:`run_recipe`, nothing
+    compressed: the accuracy extra training alone buys.
+    """
+    result = RecipeResult()
+    if evaluate is not None:
+        result.top1['dense'] = float(evaluate(model))
+    distiller = _teacher_for(model, recipe, teacher, forward_fn)
+    t0 = time.perf_counter()
+    try:
+        params = [p for p in model.parameters() if p.requires_grad]
+        result.losses = _train(model, batches, recipe.iters, 0,
+                               [dict(params=params, weight_decay=recipe.weight_decay)],
+                               recipe.lr, recipe, distiller, loss_fn, forward_fn,
+                               'dense fine-tuning')
+    finally:
+        if distiller is not None:
+            distiller.close()
+    result.seconds['dense'] = time.perf_counter() - t0
+    model.eval()
+    if evaluate is not None:
+        result.top1['finetuned'] = float(evaluate(model))
+    return result

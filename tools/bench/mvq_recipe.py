@@ -1,0 +1,443 @@
+"""MVQ's recipe vs plain VQ at equal bits and equal training budget, on the real Fashion-MNIST.
+
+One run, side by side, every method with the same total fine-tuning budget (``--budget``
+steps at batch 128: sparse phase + codebook phase for MVQ = codebook phase for ``vq``):
+
+* a dense mmpretrain ResNet-18 at base width ``--width`` (16: a narrow model, where
+  compression costs accuracy) trained to convergence (``--dense-iters``) and a **dense
+  control** fine-tuned for the same budget: what extra training alone buys;
+* per matched ratio (the MVQ 2:8 setting of :data:`POINTS`; 4:8 and ``vq`` take the
+  ``(d, k)`` whose accounted bits lie within 2 %, or the row says why none does):
+  ``vq`` and ``vq + KD``; ``prune_vq`` with sparse fine-tuning; and for 2:8 and 4:8 ``mvq``
+  one-shot, ``+ sparse`` fine-tuning (half the budget), ``+ self-distillation`` and
+  ``+ data-aware`` (activation importance and activation-weighted masked k-means);
+* per row and seed: top-1 on the 10k test images after pruning, after sparse fine-tuning,
+  right after clustering (int8 codebooks), after fine-tuning; accounted compression ratio;
+  effective MACs (pruned weights skipped, one 28x28 image).
+
+Everything runs in-process with :func:`mvq_plugin.core.recipe.run_recipe` (the plain-PyTorch
+recipe ``MVQHook`` also runs). Finished runs are cached in the work dir (``--fresh`` reruns).
+
+    python tools/bench/mvq_recipe.py [--width 16] [--dense-iters 4000] [--budget 400]
+        [--seeds 0 1 2] [--threads 2] [--work-dir work_dirs/bench_recipe] [--out docs/results]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mvq_plugin import MVQConfig
+from mvq_plugin.core.distill import DistillConfig
+from mvq_plugin.core.finetune import evaluate
+from mvq_plugin.core.matching import Setting, accounted_bits, closest_setting, effective_macs
+from mvq_plugin.core.recipe import MVQRecipe, finetune_dense, run_recipe
+from mvq_plugin.data.fashion_mnist import load_fashion_mnist
+
+REPO = Path(__file__).resolve().parents[2]
+DENSE_CFG = REPO / 'configs/demo/resnet18_fashion-mnist_dense.py'
+MEAN, STD = 72.94, 90.02  # the dense config's data_preprocessor
+BATCH = 128
+
+#: The MVQ 2:8 setting of each matched point (the ratio follows from the width).
+POINTS = (Setting('mvq', 16, 256, 2, 8), Setting('mvq', 8, 64, 2, 8),
+          Setting('mvq', 16, 32, 2, 8))
+#: ``k`` candidates when matching bits: powers of two and the steps between them (index bits
+#: are ``ceil(log2 k)``, so a k between powers trades codebook bits at equal index bits).
+CODEWORDS = tuple(sorted({int(f * 2 ** i) for i in range(3, 14) for f in (1, 1.25, 1.5, 1.75)}))
+TOLERANCE = 0.02
+
+#: Row name -> (method, N:M key, sparse phase?, distill?, data-aware?).
+ROWS = {
+    'vq': ('vq', None, False, False, False),
+    'vq + KD': ('vq', None, False, True, False),
+    'prune_vq 2:8 + sparse': ('prune_vq', '2:8', True, False, False),
+    'mvq 2:8 one-shot': ('mvq', '2:8', False, False, False),
+    'mvq 2:8 + sparse': ('mvq', '2:8', True, False, False),
+    'mvq 2:8 + sparse + KD': ('mvq', '2:8', True, True, False),
+    'mvq 2:8 + sparse + KD + data-aware': ('mvq', '2:8', True, True, True),
+    'mvq 4:8 one-shot': ('mvq', '4:8', False, False, False),
+    'mvq 4:8 + sparse': ('mvq', '4:8', True, False, False),
+    'mvq 4:8 + sparse + KD': ('mvq', '4:8', True, True, False),
+    'mvq 4:8 + sparse + KD + data-aware': ('mvq', '4:8', True, True, True),
+}
+COLUMNS = ('pruned', 'sparse_finetuned', 'clustered', 'finetuned')
+
+
+def machine() -> str:
+    """CPU model, cores and ISA level, for every figure."""
+    name = platform.processor() or platform.machine()
+    try:
+        info = subprocess.run(['lscpu'], capture_output=True, text=True).stdout
+        name = next((ln.split(':', 1)[1].strip() for ln in info.splitlines()
+                     if ln.startswith('Model name')), name)
+        flags = next((ln for ln in info.splitlines() if ln.startswith('Flags')), '')
+        isa = 'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'
+    except OSError:
+        isa = '?'
+    return (f'{name}, {torch.get_num_threads()} torch threads, {isa}, '
+            f'torch {torch.__version__}')
+
+
+def build_model(width: int) -> torch.nn.Module:
+    """mmpretrain's ResNet-18 of the demo config at base width ``width`` (random weights)."""
+    from mvq_plugin.integrations.mm.config_model import build_model_from_config
+    opts = {'model.backbone.base_channels': width, 'model.backbone.stem_channels': width,
+            'model.head.in_channels': 8 * width}
+    return build_model_from_config(DENSE_CFG, opts)[0]
+
+
+def forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logits (the OpenMMLab tensor-mode forward)."""
+    return model(x, mode='tensor')
+
+
+class Data:
+    """Fashion-MNIST as normalised tensors; ``batches(step)`` reshuffles every epoch."""
+
+    def __init__(self, seed: int) -> None:
+        xs, self.y = load_fashion_mnist('train')
+        self.x = (xs.float() - MEAN) / STD
+        xt, self.yt = load_fashion_mnist('test')
+        self.xt = (xt.float() - MEAN) / STD
+        self.seed = seed
+        self._perm: dict[int, torch.Tensor] = {}
+
+    def batches(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        per_epoch = len(self.y) // BATCH
+        epoch, i = divmod(step, per_epoch)
+        if epoch not in self._perm:
+            gen = torch.Generator().manual_seed(1000 * self.seed + epoch)
+            self._perm = {epoch: torch.randperm(len(self.y), generator=gen)}
+        idx = self._perm[epoch][i * BATCH:(i + 1) * BATCH]
+        return self.x[idx], self.y[idx]
+
+    def calib(self, count: int = 8) -> list[torch.Tensor]:
+        gen = torch.Generator().manual_seed(99)
+        idx = torch.randperm(len(self.y), generator=gen)[:count * BATCH]
+        return list(self.x[idx].split(BATCH))
+
+    def evaluate(self, model: torch.nn.Module) -> float:
+        return evaluate(_Logits(model), zip(self.xt.split(1000), self.yt.split(1000)))
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return forward(self.model, x)
+
+
+def train_dense(width: int, iters: int, path: Path) -> tuple[dict, float]:
+    """Trains (or loads) the dense model: SGD 0.1, warm-up then cosine, as the demo config."""
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+        return saved['state_dict'], saved['top1']
+    torch.manual_seed(0)
+    model, data = build_model(width), Data(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=iters, pct_start=0.05)
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(iters):
+        x, y = data.batches(step)
+        loss = F.cross_entropy(forward(model, x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if (step + 1) % 500 == 0:
+            print(f'dense step {step + 1}/{iters}: loss {float(loss):.3f} '
+                  f'({time.perf_counter() - t0:.0f} s)', flush=True)
+    top1 = data.evaluate(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(state_dict=model.state_dict(), top1=top1, iters=iters), path)
+    return model.state_dict(), top1
+
+
+def matched_points(width: int) -> list[dict[str, Any]]:
+    """Per point: the 2:8, 4:8 and vq settings with their bits (or why none matches)."""
+    model = build_model(width)
+    params = sum(p.numel() for p in model.parameters())
+    out = []
+    for s28 in POINTS:
+        target = accounted_bits(model, s28)
+        point: dict[str, Any] = dict(settings={'2:8': s28}, bits={'2:8': target},
+                                     missing={})
+        for key, method, n, m in (('4:8', 'mvq', 4, 8), ('vq', 'vq', 1, 1)):
+            try:
+                s, b = closest_setting(model, target, method, n, m, codewords=CODEWORDS,
+                                       prefer_block_size=s28.block_size, tolerance=TOLERANCE)
+                point['settings'][key], point['bits'][key] = s, b
+            except ValueError as err:
+                point['missing'][key] = str(err)
+        point['ratio'] = 32 * params / target
+        point['macs'] = {k: effective_macs(model, s, torch.zeros(1, 1, 28, 28), forward)
+                         for k, s in point['settings'].items()}
+        point['macs']['dense'] = effective_macs(model, None, torch.zeros(1, 1, 28, 28),
+                                                forward)
+        out.append(point)
+    return out
+
+
+def _setting_for(point: dict, row: str) -> Setting | None:
+    method, nm, *_ = ROWS[row]
+    base = point['settings'].get('vq' if method == 'vq' else nm)
+    if base is None:
+        return None
+    return Setting(method, base.block_size, base.num_codewords, base.n, base.m)
+
+
+def run_row(row: str | None, point: dict | None, seed: int, args: argparse.Namespace,
+            dense_state: dict, cache: Path) -> dict[str, Any] | None:
+    """One (row, point, seed) run, cached as JSON; ``row=None`` is the dense control."""
+    if cache.is_file() and not args.fresh:
+        return json.loads(cache.read_text())
+    torch.manual_seed(seed)
+    model, data = build_model(args.width), Data(seed)
+    model.load_state_dict(dense_state)
+    t0 = time.perf_counter()
+    if row is None:
+        recipe = MVQRecipe(iters=args.budget, lr=args.lr, log_every=100)
+        res = finetune_dense(model, recipe, data.batches, evaluate=data.evaluate,
+                             forward_fn=forward)
+        record = dict(res.to_dict(), row='dense control', seed=seed)
+    else:
+        setting = _setting_for(point, row)
+        if setting is None:
+            return None
+        _, _, sparse, kd, aware = ROWS[row]
+        fields = dict(setting.mvq_fields(), seed=seed, kmeans_iters=args.kmeans_iters,
+                      codebook_bits=8)
+        if aware:
+            fields.update(importance='activation', kmeans_weights='activation')
+        recipe = MVQRecipe(iters=args.budget,
+                           sparse_iters=args.budget // 2 if sparse else 0, lr=args.lr,
+                           distill=DistillConfig() if kd else None,
+                           calib_batches=8 if aware else 0, log_every=100)
+        stages = ('pruned', 'sparse_finetuned', 'clustered', 'finetuned') if sparse else (
+            'pruned', 'clustered', 'finetuned')
+        res = run_recipe(model, MVQConfig(**fields), recipe, data.batches,
+                         evaluate=data.evaluate, calib=data.calib(8) if aware else None,
+                         forward_fn=forward, stages=stages)
+        record = dict(res.to_dict(), row=row, seed=seed, setting=setting.label)
+    record['wall_s'] = time.perf_counter() - t0
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def _stat(values: list[float]) -> dict[str, float]:
+    return dict(mean=statistics.fmean(values), min=min(values), max=max(values),
+                n=len(values))
+
+
+def _fmt(stat: dict[str, float] | None) -> str:
+    if not stat:
+        return '-'
+    return f'{stat["mean"]:.2f} [{stat["min"]:.2f}, {stat["max"]:.2f}]'
+
+
+def summarize(records: list[dict], points: dict[int, dict], dense_top1: float) -> dict[str, Any]:
+    """Mean/min/max per (point, row, column) and the loss decomposition."""
+    control = [r['top1']['finetuned'] for r in records if r['row'] == 'dense control']
+    summary: dict[str, Any] = dict(dense_top1=dense_top1, dense_control=_stat(control)
+                                   if control else None, points=[])
+    ctrl = statistics.fmean(control) if control else dense_top1
+    for pi, point in points.items():
+        rows = {}
+        for row in ROWS:
+            runs = [r for r in records if r.get('point') == pi and r['row'] == row]
+            if not runs:
+                continue
+            cols = {c: _stat([r['top1'][c] for r in runs]) for c in COLUMNS
+                    if all(c in r['top1'] for r in runs)}
+            fin = cols['finetuned']['mean']
+            after_prune = cols['sparse_finetuned']['mean'] if ROWS[row][2] \
+                else cols['pruned']['mean']
+            clustered = cols['clustered']['mean']
+            rows[row] = dict(
+                columns=cols, setting=runs[0]['setting'],
+                ratio=statistics.fmean(r['compression_ratio'] for r in runs),
+                bits=runs[0]['bits'],
+                macs=point['macs']['vq' if ROWS[row][0] == 'vq' else ROWS[row][1]],
+                decomposition=dict(pruning=ctrl - after_prune,
+                                   clustering=after_prune - clustered,
+                                   recovered=fin - clustered, net=ctrl - fin),
+                sec_per_run=statistics.fmean(r['wall_s'] for r in runs),
+                teacher_bytes=runs[0]['teacher_bytes'])
+        summary['points'].append(dict(ratio=point['ratio'], rows=rows,
+                                      missing=point['missing'],
+                                      settings={k: s.label for k, s in point['settings'].items()},
+                                      bits=point['bits'], macs=point['macs']))
+    return summary
+
+
+def best(rows: dict[str, Any], prefix: str) -> tuple[str, float] | None:
+    cand = [(r, v['columns']['finetuned']['mean']) for r, v in rows.items()
+            if r.startswith(prefix)]
+    return max(cand, key=lambda t: t[1]) if cand else None
+
+
+def reading(summary: dict[str, Any]) -> list[str]:
+    """Sentences whose every figure comes from the runs."""
+    ctrl = summary['dense_control']
+    lines = [f'- Dense model {summary["dense_top1"]:.2f}%; the dense control after the same '
+             f'budget {_fmt(ctrl)}%' + (
+                 ' (it gains from the extra training, so the dense model was not converged: '
+                 'gains of compressed rows over the dense model are partly training)'
+                 if ctrl and ctrl['mean'] > summary['dense_top1'] + 0.1 else
+                 ' (no gain from the extra budget: the dense model is converged)')
+             + '.']
+    for p in summary['points']:
+        rows = p['rows']
+        b_vq, b_mvq = best(rows, 'vq'), best(rows, 'mvq')
+        if not b_vq or not b_mvq:
+            continue
+        gap = b_mvq[1] - b_vq[1]
+        ref = ctrl['mean'] if ctrl else summary['dense_top1']
+        lines.append(
+            f'- {p["ratio"]:.1f}x: best MVQ row "{b_mvq[0]}" {b_mvq[1]:.2f}% vs best VQ row '
+            f'"{b_vq[0]}" {b_vq[1]:.2f}%: MVQ {"wins" if gap > 0 else "loses"} by '
+            f'{abs(gap):.2f} points; VQ is {ref - b_vq[1]:.2f} points below the dense '
+            f'control, MVQ {ref - b_mvq[1]:.2f}.')
+        one = rows.get('mvq 2:8 one-shot')
+        full = rows.get('mvq 2:8 + sparse')
+        if one and full:
+            lines.append(f'  Sparse fine-tuning moves MVQ 2:8 from '
+                         f'{one["columns"]["finetuned"]["mean"]:.2f}% (one-shot) to '
+                         f'{full["columns"]["finetuned"]["mean"]:.2f}%; the decomposition '
+                         f'blames pruning for {full["decomposition"]["pruning"]:.2f} points '
+                         f'and clustering for {full["decomposition"]["clustering"]:.2f} '
+                         f'(fine-tuning recovers {full["decomposition"]["recovered"]:.2f}).')
+        for key, why in p['missing'].items():
+            lines.append(f'  No {key} row at this ratio: {why}.')
+    return lines
+
+
+def write_markdown(path: Path, meta: dict[str, Any], summary: dict[str, Any]) -> None:
+    out = ['# MVQ recipe vs VQ at equal bits and equal budget (Fashion-MNIST)', '',
+           f'Command: `{meta["command"]}`  ', f'Machine: {meta["machine"]}  ',
+           f'Wall time: {meta["wall_s"] / 60:.1f} min for {meta["runs"]} runs '
+           f'(cached runs excluded: {meta["cached"]}).  ',
+           f'Model: mmpretrain ResNet-18, base width {meta["width"]} '
+           f'({meta["params"]:,} parameters), dense training {meta["dense_iters"]} steps '
+           f'(batch {BATCH}); every row {meta["budget"]} fine-tuning steps in total (MVQ/'
+           f'prune_vq "+ sparse": {meta["budget"] // 2} sparse + {meta["budget"] // 2} '
+           f'codebook), SGD lr {meta["lr"]} momentum 0.9 cosine, int8 codebooks throughout; '
+           f'KD: logits, T=1, weight 1 plus the label loss; data-aware: 8 calibration '
+           f'batches; seeds {meta["seeds"]}. Top-1 on the 10k test images, mean [min, max] '
+           'over seeds.', '', '## Reading', '', *reading(summary), '']
+    for p in summary['points']:
+        out += [f'## {p["ratio"]:.1f}x (MVQ 2:8 accounted bits {p["bits"]["2:8"]:,})', '',
+                '| row | setting | ratio | MMACs | after pruning | after sparse FT | '
+                'right after clustering | after fine-tuning |', '|---|---|---:|---:|---|---|---|---|']
+        for row, v in p['rows'].items():
+            c = v['columns']
+            sparse = _fmt(c.get('sparse_finetuned')) if ROWS[row][2] else '-'
+            out.append(f'| {row} | {v["setting"]} | {v["ratio"]:.1f}x | '
+                       f'{v["macs"] / 1e6:.2f} | {_fmt(c.get("pruned"))} | {sparse} | '
+                       f'{_fmt(c.get("clustered"))} | {_fmt(c.get("finetuned"))} |')
+        out += ['', f'Dense: {p["macs"]["dense"] / 1e6:.2f} MMACs. ' + ' '.join(
+            f'No {k} row: {why}.' for k, why in p['missing'].items()), '',
+            'Loss against the dense control (points): pruning (after sparse FT, or one-shot), '
+            'clustering, what fine-tuning recovers, net:', '',
+            '| row | pruning | clustering | recovered | net |', '|---|---:|---:|---:|---:|']
+        for row, v in p['rows'].items():
+            d = v['decomposition']
+            out.append(f'| {row} | {d["pruning"]:.2f} | {d["clustering"]:.2f} | '
+                       f'{d["recovered"]:.2f} | {d["net"]:.2f} |')
+        out.append('')
+    cost = meta.get('kd_cost')
+    if cost:
+        out += ['## What self-distillation costs', '',
+                f'Teacher memory: {cost["teacher_bytes"] / 2**20:.2f} MiB (one fp32 copy of '
+                f'the dense model). Wall time per run: {cost["with_kd_s"]:.1f} s with KD vs '
+                f'{cost["without_kd_s"]:.1f} s without ({cost["ratio"]:.2f}x), '
+                'same rows otherwise (mean over points and seeds).', '']
+    path.write_text('\n'.join(out))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    p.add_argument('--width', type=int, default=16)
+    p.add_argument('--dense-iters', type=int, default=4000)
+    p.add_argument('--budget', type=int, default=400)
+    p.add_argument('--lr', type=float, default=0.01)
+    p.add_argument('--kmeans-iters', type=int, default=20)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--points', type=int, nargs='+', default=list(range(len(POINTS))),
+                   help='indices into POINTS')
+    p.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
+    p.add_argument('--work-dir', default='work_dirs/bench_recipe')
+    p.add_argument('--out', default='docs/results')
+    p.add_argument('--fresh', action='store_true')
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    work = Path(args.work_dir)
+    dense_state, dense_top1 = train_dense(args.width, args.dense_iters,
+                                          work / f'dense_w{args.width}_{args.dense_iters}.pth')
+    print(f'dense model: {dense_top1:.2f}%', flush=True)
+    points = matched_points(args.width)
+    tag = f'w{args.width}_d{args.dense_iters}_b{args.budget}_lr{args.lr}_k{args.kmeans_iters}'
+    records, ran = [], 0
+    for seed in args.seeds:
+        cache = work / tag / f'control_s{seed}.json'
+        ran += not cache.is_file() or args.fresh
+        records.append(run_row(None, None, seed, args, dense_state, cache))
+        for pi in args.points:
+            for ri, row in enumerate(ROWS):
+                cache = work / tag / f'p{pi}_r{ri}_s{seed}.json'
+                fresh = not cache.is_file() or args.fresh
+                rec = run_row(row, points[pi], seed, args, dense_state, cache)
+                if rec is None:
+                    continue
+                ran += fresh
+                rec['point'] = pi
+                records.append(rec)
+                print(f'[seed {seed}] {points[pi]["ratio"]:.1f}x {row}: '
+                      f'{json.dumps(rec["top1"])} ({rec["wall_s"]:.0f} s)', flush=True)
+    summary = summarize(records, {i: points[i] for i in args.points}, dense_top1)
+    kd = [r['wall_s'] for r in records if 'KD' in r['row'] and 'data' not in r['row']]
+    no_kd = [r['wall_s'] for r in records if r['row'] in (
+        'vq', 'mvq 2:8 + sparse', 'mvq 4:8 + sparse')]
+    teacher = max((r['teacher_bytes'] for r in records), default=0)
+    model = build_model(args.width)
+    meta = dict(command='python ' + ' '.join(shlex.quote(a) for a in sys.argv),
+                machine=machine(), wall_s=time.perf_counter() - start, runs=len(records),
+                cached=len(records) - ran, width=args.width, dense_iters=args.dense_iters,
+                budget=args.budget, lr=args.lr, seeds=args.seeds,
+                params=sum(p.numel() for p in model.parameters()),
+                kd_cost=dict(teacher_bytes=teacher, with_kd_s=statistics.fmean(kd),
+                             without_kd_s=statistics.fmean(no_kd),
+                             ratio=statistics.fmean(kd) / statistics.fmean(no_kd))
+                if kd and no_kd else None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'mvq_recipe.json').write_text(json.dumps(dict(meta=meta, summary=summary,
+                                                         runs=records), indent=1))
+    write_markdown(out / 'mvq_recipe.md', meta, summary)
+    print((out / 'mvq_recipe.md').read_text())
+    return summary
+
+
+if __name__ == '__main__':
+    main()
