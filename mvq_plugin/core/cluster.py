@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 import torch
-
 from torch import nn
 
 from .blocking import from_subvectors, to_subvectors

@@ -3,8 +3,8 @@ import itertools
 import pytest
 import torch
 
-from mvq_plugin.core import masked_kmeans, nm_mask
 from mvq_plugin.core import kmeans as km
+from mvq_plugin.core import masked_kmeans, nm_mask
 
 
 def _data(n=400, d=8, seed=0):
@@ -130,7 +130,7 @@ def test_backends_agree():
     x, mask = _data(n=5000)
     codebook = torch.randn(32, 8) * 3
     for m in (None, mask):
-        q = km._query_table(x * m if m is not None else x, m)
+        q = km.query_table(x * m if m is not None else x, m)
         a_t, best_t = km.assign(q, codebook, m is not None, backend='torch', chunk_size=777)
         a_f, best_f = km.assign(q, codebook, m is not None, backend='faiss')
         assert (a_t == a_f).float().mean() > 0.999  # differ only on float32 near-ties

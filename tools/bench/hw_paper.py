@@ -18,7 +18,6 @@ from typing import Any
 from mvq_plugin.hw import EWS_SWITCHES, ablation, cost_workload, estimate, get_arch, load_table
 from mvq_plugin.hw.zoo import resnet18_workload
 
-
 #: Published figures (abstract; 6.9 TOPS/W is secondary, see docs/design.md section 5).
 PAPER = dict(energy_efficiency=2.3, array_area_reduction=0.55, tops_per_w=6.9,
              speedup_range=(1.2, 2.2))

@@ -343,7 +343,8 @@ def write_markdown(path: Path, meta: dict[str, Any], summary: dict[str, Any]) ->
     for p in summary['points']:
         out += [f'## {p["ratio"]:.1f}x (MVQ 2:8 accounted bits {p["bits"]["2:8"]:,})', '',
                 '| row | setting | ratio | MMACs | after pruning | after sparse FT | '
-                'right after clustering | after fine-tuning |', '|---|---|---:|---:|---|---|---|---|']
+                'right after clustering | after fine-tuning |',
+                '|---|---|---:|---:|---|---|---|---|']
         for row, v in p['rows'].items():
             c = v['columns']
             sparse = _fmt(c.get('sparse_finetuned')) if ROWS[row][2] else '-'

@@ -40,7 +40,7 @@ from ...core import (
     quantized_layers,
     set_codebook_quant,
 )
-from ...core.kmeans import BACKENDS
+from ...core.search import BACKENDS
 from .model import DENSE_SOURCE_ATTR, dense_loaded_layers
 from .registry import HOOKS
 from .tracing import unwrap
