@@ -30,11 +30,11 @@ search below needs 0/1 weights, so weighted runs use the inner-product search.)
 The search (:mod:`~mvq_plugin.core.search`) has two exact backends: a chunked torch GEMM + max
 (any device; memory bounded by ``chunk_size x k``) and, for CPU tensors when faiss is
 installed, faiss's exhaustive search. Inside :func:`masked_kmeans` the faiss backend uses its
-fused L2 kernels (much faster than its inner-product search at these dimensions): plain
-k-means searches the vectors themselves; masked k-means groups the vectors by mask pattern once (an N:M mask has
-at most ``C(M, N)^(d/M)`` patterns) and searches each group in its kept coordinates only,
-``|| m_i * (w_i - c_j) ||^2 = || w_i[K] - c_j[K] ||^2`` for the kept set ``K``. The search
-returns the per-vector objective, so no extra pass computes ``J``.
+fused L2 kernels (much faster than its inner-product search at these dimensions): plain k-means
+searches the vectors themselves; masked k-means groups the vectors by mask pattern once (an N:M
+mask has at most ``C(M, N)^(d/M)`` patterns) and searches each group in its kept coordinates
+only, ``|| m_i * (w_i - c_j) ||^2 = || w_i[K] - c_j[K] ||^2`` for the kept set ``K``. The
+search returns the per-vector objective, so no extra pass computes ``J``.
 """
 from __future__ import annotations
 
