@@ -137,6 +137,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument('--classifier-d', type=int, default=None, help="classifier's own d")
     g.add_argument('--classifier-nm', default=None, help="classifier's own N:M, e.g. 1:4")
     g.add_argument('--classifier-dense', action='store_true', help='keep the classifier dense')
+    g.add_argument('--importance', default=None, choices=('magnitude', 'activation'),
+                   help="N:M mask score; 'activation' needs --calib-batches")
+    g.add_argument('--kmeans-weights', default=None, choices=('uniform', 'activation'),
+                   help="'activation': k-means weighted by input-channel second moments")
+    g = p.add_argument_group('recipe (any of these runs the core MVQ recipe loop: SGD with '
+                             'cosine decay per phase instead of the timm optimizer/scheduler)')
+    g.add_argument('--sparse-epochs', type=int, default=0,
+                   help='of --epochs, N:M-sparse fine-tuning of the kept dense weights '
+                        'before clustering')
+    g.add_argument('--distill', action='store_true',
+                   help='self-distillation from the dense model (logit KD)')
+    g.add_argument('--kd-temperature', type=float, default=1.0)
+    g.add_argument('--distill-feature', action='append', default=[], metavar='MODULE=WEIGHT',
+                   help='feature mimicking at a module output (repeatable)')
+    g.add_argument('--calib-batches', type=int, default=0,
+                   help='train batches for the data-aware statistics')
     g = p.add_argument_group('data')
     g.add_argument('--data', default='fashion_mnist',
                    help="'fashion_mnist' or an ImageFolder root with train/ and val/ folders")
@@ -181,7 +197,8 @@ def mvq_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, An
         fields.update(json.loads(text))
     for flag, key in (('k', 'num_codewords'), ('d', 'block_size'), ('method', 'method'),
                       ('vector_axis', 'vector_axis'), ('kmeans_iters', 'kmeans_iters'),
-                      ('codebook_bits', 'codebook_bits')):
+                      ('codebook_bits', 'codebook_bits'), ('importance', 'importance'),
+                      ('kmeans_weights', 'kmeans_weights')):
         if getattr(args, flag) is not None:
             fields[key] = getattr(args, flag)
     if args.nm:
@@ -260,55 +277,8 @@ def evaluate(model: nn.Module, loader, device: torch.device) -> dict[str, float]
     return dict(top1=correct / max(total, 1), loss=loss_sum / max(total, 1), images=total)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Runs the fine-tune; returns the report that is also written to ``report.json``."""
-    args = parse_args(argv)
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handlers = [logging.StreamHandler(sys.stdout), logging.FileHandler(out_dir / 'train.log', 'w')]
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s',
-                        handlers=handlers, force=True)
-    torch.manual_seed(args.seed)
-    if args.device == 'auto':
-        device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    else:
-        device = torch.device(args.device)
-    t_start = time.perf_counter()
-
-    train_set, val_set, found_classes = build_datasets(args)
-    num_classes = args.num_classes or found_classes
-    if not num_classes:
-        raise SystemExit('could not infer the class count; pass --num-classes')
-    timm_kwargs: dict[str, Any] = dict(num_classes=num_classes, in_chans=args.in_chans,
-                                       **json.loads(args.model_kwargs))
-    if args.pretrained_num_classes is not None:
-        timm_kwargs['pretrained_cfg_overlay'] = dict(num_classes=args.pretrained_num_classes)
-    model = mvq_timm.create_dense_model(args.model, args.pretrained_file, **timm_kwargs)
-    model.to(device)
-
-    data_cfg = resolve_data_config(model=model)
-    if args.img_size is not None or args.data == 'fashion_mnist':
-        size = args.img_size or 32
-        data_cfg['input_size'] = (args.in_chans, size, size)
-    if args.in_chans == 1 and len(data_cfg['mean']) != 1:
-        data_cfg['mean'] = (sum(data_cfg['mean']) / len(data_cfg['mean']),)
-        data_cfg['std'] = (sum(data_cfg['std']) / len(data_cfg['std']),)
-    logger.info('data config: %s', data_cfg)
-    loader_kwargs = dict(input_size=data_cfg['input_size'], mean=data_cfg['mean'],
-                         std=data_cfg['std'], interpolation=data_cfg['interpolation'],
-                         num_workers=args.workers, device=device, use_prefetcher=False,
-                         persistent_workers=False)
-    train_loader = create_loader(train_set, batch_size=args.batch_size, is_training=True,
-                                 no_aug=args.no_aug, **loader_kwargs)
-    val_loader = create_loader(val_set, batch_size=args.batch_size, is_training=False,
-                               crop_pct=data_cfg['crop_pct'], **loader_kwargs)
-    if len(train_loader) == 0:
-        raise SystemExit(f'no full training batch: {len(train_set)} images < '
-                         f'--batch-size {args.batch_size}')
-
-    acc_dense = evaluate(model, val_loader, device) if args.pretrained_file else None
-    fields, classifier = mvq_settings(args)
-
+def train_timm_schedule(args, model, fields, classifier, train_loader, val_loader, device):
+    """Compress at once, then fine-tune with timm's optimizer and scheduler factories."""
     def progress(i: int, total: int, name: str) -> None:
         if name:
             logger.info('clustering %d/%d %s', i + 1, total, name)
@@ -317,7 +287,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mvq_timm.compress_model(model, fields, classifier=classifier, progress=progress)
     seconds_compress = time.perf_counter() - t0
     logger.info('plan:\n%s', model.mvq_plan)
-    example = torch.zeros(1, *data_cfg['input_size'], device=device)
     acc_clustered = evaluate(model, val_loader, device)
     logger.info('after clustering: top1 %.4f', acc_clustered['top1'])
 
@@ -373,6 +342,119 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logger.info('epoch %d: train loss %.4f, val top1 %.4f', epoch, epochs[-1]['train_loss'],
                     val['top1'])
     seconds_train = time.perf_counter() - t0
+    return acc_clustered, losses, epochs, seconds_compress, seconds_train
+
+
+
+def uses_recipe(args: argparse.Namespace) -> bool:
+    """Whether a recipe flag asks for the core recipe loop."""
+    return bool(args.sparse_epochs or args.distill or args.distill_feature or args.calib_batches)
+
+
+def train_recipe(args, model, fields, classifier, train_loader, val_loader, device):
+    """The core MVQ recipe: sparse phase, clustering, codebook phase, on the same budget."""
+    from mvq_plugin.core.recipe import MVQRecipe
+
+    steps = len(train_loader) if args.steps is None else min(args.steps, len(train_loader))
+    features = {}
+    for item in args.distill_feature:
+        name, _, weight = item.partition('=')
+        try:
+            features[name] = float(weight)
+        except ValueError:
+            raise SystemExit(f'--distill-feature {item!r}: expected MODULE=WEIGHT') from None
+    distill = (dict(temperature=args.kd_temperature, features=features,
+                    logits_weight=1.0 if args.distill else 0.0)
+               if args.distill or features else None)
+    try:
+        recipe = MVQRecipe(iters=args.epochs * steps, sparse_iters=args.sparse_epochs * steps,
+                           quant_iters=args.codebook_quant_epochs * steps,
+                           lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                           distill=distill, calib_batches=args.calib_batches,
+                           log_every=args.log_interval)
+    except ValueError as err:
+        raise SystemExit(f'recipe flags: {err}') from None
+    criterion = nn.CrossEntropyLoss(label_smoothing=args.smoothing)
+    state: dict[str, Any] = dict(it=None)
+
+    def batches(step: int):
+        if step % steps == 0 or state['it'] is None:
+            state['it'] = iter(train_loader)
+        x, y = next(state['it'])
+        return x.to(device), y.to(device)
+
+    def calib():
+        for x, _ in train_loader:
+            yield x.to(device)
+
+    t0 = time.perf_counter()
+    result = mvq_timm.run_recipe(model, fields, recipe, batches, classifier=classifier,
+                                 loss_fn=criterion, calib=calib(),
+                                 evaluate=lambda m: evaluate(m, val_loader, device)['top1'])
+    logger.info('plan:\n%s', model.mvq_plan)
+    logger.info('recipe top-1 by stage: %s', result.top1)
+    acc_clustered = dict(top1=result.top1.get('clustered'), stages=result.top1)
+    seconds = result.seconds
+    return (acc_clustered, result.losses, [], seconds.get('cluster', 0.0),
+            time.perf_counter() - t0 - seconds.get('cluster', 0.0))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the fine-tune; returns the report that is also written to ``report.json``."""
+    args = parse_args(argv)
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handlers = [logging.StreamHandler(sys.stdout), logging.FileHandler(out_dir / 'train.log', 'w')]
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s',
+                        handlers=handlers, force=True)
+    torch.manual_seed(args.seed)
+    if args.device == 'auto':
+        device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    else:
+        device = torch.device(args.device)
+    t_start = time.perf_counter()
+
+    train_set, val_set, found_classes = build_datasets(args)
+    num_classes = args.num_classes or found_classes
+    if not num_classes:
+        raise SystemExit('could not infer the class count; pass --num-classes')
+    timm_kwargs: dict[str, Any] = dict(num_classes=num_classes, in_chans=args.in_chans,
+                                       **json.loads(args.model_kwargs))
+    if args.pretrained_num_classes is not None:
+        timm_kwargs['pretrained_cfg_overlay'] = dict(num_classes=args.pretrained_num_classes)
+    model = mvq_timm.create_dense_model(args.model, args.pretrained_file, **timm_kwargs)
+    model.to(device)
+
+    data_cfg = resolve_data_config(model=model)
+    if args.img_size is not None or args.data == 'fashion_mnist':
+        size = args.img_size or 32
+        data_cfg['input_size'] = (args.in_chans, size, size)
+    if args.in_chans == 1 and len(data_cfg['mean']) != 1:
+        data_cfg['mean'] = (sum(data_cfg['mean']) / len(data_cfg['mean']),)
+        data_cfg['std'] = (sum(data_cfg['std']) / len(data_cfg['std']),)
+    logger.info('data config: %s', data_cfg)
+    loader_kwargs = dict(input_size=data_cfg['input_size'], mean=data_cfg['mean'],
+                         std=data_cfg['std'], interpolation=data_cfg['interpolation'],
+                         num_workers=args.workers, device=device, use_prefetcher=False,
+                         persistent_workers=False)
+    train_loader = create_loader(train_set, batch_size=args.batch_size, is_training=True,
+                                 no_aug=args.no_aug, **loader_kwargs)
+    val_loader = create_loader(val_set, batch_size=args.batch_size, is_training=False,
+                               crop_pct=data_cfg['crop_pct'], **loader_kwargs)
+    if len(train_loader) == 0:
+        raise SystemExit(f'no full training batch: {len(train_set)} images < '
+                         f'--batch-size {args.batch_size}')
+
+    acc_dense = evaluate(model, val_loader, device) if args.pretrained_file else None
+    fields, classifier = mvq_settings(args)
+
+    if uses_recipe(args):
+        acc_clustered, losses, epochs, seconds_compress, seconds_train = train_recipe(
+            args, model, fields, classifier, train_loader, val_loader, device)
+    else:
+        acc_clustered, losses, epochs, seconds_compress, seconds_train = train_timm_schedule(
+            args, model, fields, classifier, train_loader, val_loader, device)
+    example = torch.zeros(1, *data_cfg['input_size'], device=device)
 
     # What the artifact computes: codebooks rounded to their storage precision.
     set_codebook_quant(model, True)

@@ -92,16 +92,19 @@ class DistillConfig:
 
 
 @torch.no_grad()
-def make_teacher(model: nn.Module) -> nn.Module:
-    """A frozen eval-mode copy of ``model`` computing its current (dense) function.
+def make_teacher(model: nn.Module, originals: bool = False) -> nn.Module:
+    """A frozen eval-mode copy of ``model`` with plain (dense) layers.
 
-    MVQ layers of a prepared model (still dense) become plain layers holding their dense
-    originals; a compressed layer keeps the weight it computes.
+    Args:
+        model: A dense, prepared or compressed model.
+        originals: MVQ layers take their dense originals (a prepared model before pruning
+            computes exactly those); otherwise each keeps the weight it computes now.
     """
     teacher = copy.deepcopy(model)
     for name in quantized_layers(teacher):
         module = teacher.get_submodule(name)
-        weight = module.weight.detach().clone()  # what the layer computes now
+        weight = (module.parametrizations.weight.original if originals
+                  else module.weight).detach().clone()
         detach_mvq_weight(module, nn.Parameter(weight))
     teacher.eval()
     for p in teacher.parameters():

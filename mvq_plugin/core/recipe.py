@@ -234,7 +234,8 @@ def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: Bat
                evaluate: Callable[[nn.Module], float] | None = None,
                calib: Iterable[Any] | None = None, teacher: nn.Module | None = None,
                forward_fn: Callable[[nn.Module, Any], Any] | None = None,
-               stages: Sequence[str] = STAGES, backend: str = 'auto') -> RecipeResult:
+               stages: Sequence[str] = STAGES, backend: str = 'auto',
+               first_conv: str | Sequence[str] | None = None) -> RecipeResult:
     """Compresses a dense ``model`` in place with the full MVQ schedule.
 
     Args:
@@ -251,6 +252,7 @@ def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: Bat
         forward_fn: ``forward_fn(model, inputs)`` (default ``model(inputs)``).
         stages: Stages at which to evaluate.
         backend: k-means search backend.
+        first_conv: Name(s) of the input conv(s) to keep dense.
 
     Returns:
         A :class:`RecipeResult`.
@@ -269,7 +271,8 @@ def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: Bat
     distiller = _teacher_for(model, recipe, teacher, forward_fn)
     result.teacher_bytes = distiller.teacher_bytes if distiller is not None else 0
     try:
-        result.plan = prepare(model, cfg, train_dense=recipe.sparse_iters > 0)
+        result.plan = prepare(model, cfg, train_dense=recipe.sparse_iters > 0,
+                              first_conv=first_conv)
         names = list(quantized_layers(model))
         needs = [lp.name for lp in result.plan.compressed if lp.config.needs_calibration]
         calib_list = _take(calib, recipe.calib_batches)

@@ -18,7 +18,7 @@ The stage is a buffer, so checkpoints carry it: a resumed or tested model never 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -41,7 +41,8 @@ from .plan import Plan, plan
 __all__ = ['prepare', 'prune_prepared', 'cluster_prepared', 'pending_layers', 'layer_stages',
            'dense_view']
 
-def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False) -> Plan:
+def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False,
+            first_conv: str | Sequence[str] | None = None) -> Plan:
     """Attaches placeholder MVQ weights (:data:`STAGE_DENSE`) to every planned layer.
 
     The model computes exactly what it computed before; ``model.parameters()`` now include
@@ -52,11 +53,13 @@ def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False) -> P
         cfg: Settings.
         train_dense: Keep the dense originals trainable (for sparse fine-tuning before
             clustering); otherwise they are frozen.
+        first_conv: Name(s) of the input conv(s) to keep dense (see
+            :func:`~mvq_plugin.core.plan.plan`).
 
     Returns:
         The :class:`~mvq_plugin.core.plan.Plan` that was applied.
     """
-    the_plan = plan(model, cfg)
+    the_plan = plan(model, cfg, first_conv=first_conv)
     for lp in the_plan.compressed:
         module = model.get_submodule(lp.name)
         lcfg = lp.config

@@ -60,8 +60,11 @@ from ..core.importance import Importance
 from ..core.parametrize import quantized_layers
 from ..core.plan import Plan, register_layer_type
 from ..core.plan import plan as core_plan
+from ..core.recipe import MVQRecipe, RecipeResult
+from ..core.recipe import run_recipe as core_run_recipe
 
-__all__ = ['create_model', 'create_dense_model', 'compress_model', 'wrap', 'plan', 'load_model',
+__all__ = ['create_model', 'create_dense_model', 'compress_model', 'run_recipe', 'wrap', 'plan',
+           'load_model',
            'resolve_config', 'first_conv_names', 'classifier_names', 'param_groups']
 
 logger = logging.getLogger('mvq_plugin')
@@ -221,6 +224,25 @@ def compress_model(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None =
                 len(report.plan), type(model).__name__,
                 ', '.join(f'{lp.name} ({lp.reason})' for lp in report.plan.skipped) or 'none')
     return model
+
+
+def run_recipe(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None,
+               recipe: MVQRecipe, batches: Callable[[int], tuple[Any, Any]], *,
+               classifier: Mapping[str, Any] | bool | None = None, **kwargs: Any
+               ) -> RecipeResult:
+    """The full MVQ recipe (:func:`mvq_plugin.core.recipe.run_recipe`) on a timm model.
+
+    The plan follows the timm rules of :func:`compress_model` (first conv, classifier rule);
+    ``mvq_config``, ``mvq_plan`` and ``mvq_report`` are attached as there. ``kwargs`` go to the
+    core recipe (``evaluate``, ``calib``, ``loss_fn``, ...).
+    """
+    cfg = resolve_config(model, mvq, classifier=classifier)
+    result = core_run_recipe(model, cfg, recipe, batches, first_conv=first_conv_names(model),
+                             **kwargs)
+    model.mvq_config = cfg
+    model.mvq_plan = result.plan
+    model.mvq_report = result.report
+    return result
 
 
 def _check_offline(name: str) -> None:

@@ -436,6 +436,33 @@ def test_train_timm_tool(tmp_path):
     assert model.mvq_config.overrides == {'fc': {'num_codewords': 16, 'block_size': 8}}
 
 
+@pytest.mark.slow
+def test_train_timm_tool_recipe(tmp_path):
+    """The recipe flags: sparse epoch, self-distillation, data-aware mask and clustering."""
+    out = tmp_path / 'run'
+    cmd = [sys.executable, str(ROOT / 'tools' / 'train_timm.py'), '--model', 'resnet18',
+           '--data', 'fashion_mnist', '--subset', '64', '--val-subset', '64',
+           '--img-size', '32', '--batch-size', '16', '--epochs', '2', '--sparse-epochs', '1',
+           '--lr', '0.05', '--no-aug', '--k', '16', '--kmeans-iters', '3', '--nm', '2:8',
+           '--distill', '--distill-feature', 'layer4=0.5', '--importance', 'activation',
+           '--kmeans-weights', 'activation', '--calib-batches', '2',
+           '--codebook-quant-epochs', '1', '--device', 'cpu', '--output', str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    report = json.loads((out / 'report.json').read_text())
+    assert len(report['losses']) == 8  # 2 epochs x 4 steps: 4 sparse + 4 codebook
+    stages = report['accuracy']['clustered']['stages']
+    assert list(stages) == ['dense', 'pruned', 'sparse_finetuned', 'clustered', 'finetuned']
+    assert report['mvq_config']['importance'] == 'activation'
+    assert report['mvq_config']['kmeans_weights'] == 'activation'
+    model = mvq_timm.load_model('resnet18', out / 'model.mvq', num_classes=10, in_chans=3)
+    assert len(quantized_layers(model)) == 20
+    bad = subprocess.run(cmd[:-2] + ['--sparse-epochs', '3', '--output', str(tmp_path / 'b')],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode != 0 and 'sparse_iters=12 is longer than the whole run' in bad.stderr
+
+
 def test_integrations_package_imports_no_framework():
     code = ('import sys, mvq_plugin.integrations; '
             'assert "timm" not in sys.modules, "timm imported eagerly"')

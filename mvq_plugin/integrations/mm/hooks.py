@@ -21,6 +21,7 @@ clustered it, so every rank holds identical state.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os.path as osp
 import time
@@ -40,8 +41,17 @@ from ...core import (
     quantized_layers,
     set_codebook_quant,
 )
+from ...core.calibration import NO_CALIBRATION, collect_input_stats
+from ...core.distill import DistillConfig
 from ...core.search import BACKENDS
 from .model import DENSE_SOURCE_ATTR, dense_loaded_layers
+from .recipe import (
+    calibration_inputs,
+    default_logits_module,
+    install_distillation,
+    remove_distillation,
+    tensor_mode,
+)
 from .registry import HOOKS
 from .tracing import unwrap
 
@@ -63,6 +73,12 @@ class MVQHook(Hook):
         artifact: File name of the artifact written to the work dir after training
             (``None``: none).
         report: Base name of the JSON/Markdown report written to the work dir.
+        distill: Self-distillation from the dense model (``None``: none; ``True`` or a dict
+            of :class:`~mvq_plugin.core.distill.DistillConfig` fields; ``logits_module``
+            defaults to ``'head.fc'`` where the model has one). The teacher is built in
+            ``before_train`` and never saved.
+        calibration_batches: Train batches whose per-input-channel statistics feed the
+            data-aware settings (``importance='activation'``, ``kmeans_weights='activation'``).
         quant_start_iter: Deprecated name of ``codebook_quant_start_iter``.
     """
 
@@ -71,7 +87,8 @@ class MVQHook(Hook):
     def __init__(self, sparse_finetune_iters: int = 0, codebook_quant_start_iter: int | None = None,
                  seed: int | None = None, backend: str = 'auto',
                  allow_random_init: bool = False, artifact: str | None = 'model.mvq',
-                 report: str = 'mvq_report', quant_start_iter: int | None = None) -> None:
+                 report: str = 'mvq_report', distill: dict | bool | None = None,
+                 calibration_batches: int = 0, quant_start_iter: int | None = None) -> None:
         if quant_start_iter is not None:  # the deprecated name
             if codebook_quant_start_iter is not None:
                 raise ValueError('MVQHook: give codebook_quant_start_iter only (quant_start_iter '
@@ -86,6 +103,13 @@ class MVQHook(Hook):
                              'integer >= 0')
         if backend not in BACKENDS:
             raise ValueError(f'MVQHook.backend={backend!r}; choose one of {list(BACKENDS)}')
+        if isinstance(calibration_batches, bool) or not isinstance(calibration_batches, int) \
+                or calibration_batches < 0:
+            raise ValueError(f'MVQHook.calibration_batches={calibration_batches!r} must be an '
+                             'integer >= 0')
+        self.distill = DistillConfig.from_value(distill)
+        self.calibration_batches = calibration_batches
+        self.distiller = None
         self.sparse_finetune_iters = sparse_finetune_iters
         self.codebook_quant_start_iter = codebook_quant_start_iter
         self.seed = seed
@@ -115,6 +139,12 @@ class MVQHook(Hook):
         if self.sparse_finetune_iters and pending_layers(model) and not all(trainable):
             raise ValueError('MVQHook.sparse_finetune_iters > 0 needs the dense weights to be '
                              'trainable: set model.sparse_finetune=True')
+        needs = [lp.name for lp in getattr(model, 'mvq_plan', None) or []
+                 if lp.will_compress and lp.config.needs_calibration]
+        if needs and pending_layers(model) and not self.calibration_batches:
+            raise ValueError(f'MVQHook: layers {needs[:3]} use data-aware settings (importance='
+                             f"'activation' or kmeans_weights='activation') and "
+                             f'{NO_CALIBRATION}: set MVQHook.calibration_batches >= 1')
         wrapper = runner.cfg.get('model_wrapper_cfg') or {}
         unused_ok = wrapper.get('find_unused_parameters', runner.cfg.get(
             'find_unused_parameters', False))
@@ -132,6 +162,7 @@ class MVQHook(Hook):
             runner.logger.info('MVQHook: model already clustered (resumed or loaded); '
                                'not clustering again')
             self._apply_quant(runner)
+            self._start_distillation(runner)
             return
         unloaded = [n for n, ok in dense_loaded_layers(model).items() if not ok and n in pending]
         if unloaded and not self.allow_random_init:
@@ -139,10 +170,12 @@ class MVQHook(Hook):
                 f'MVQHook: no dense weights were loaded for {len(unloaded)} MVQ layer(s), e.g. '
                 f'{unloaded[:3]}; set load_from to the dense checkpoint or '
                 'model.init_checkpoint (clustering random weights is never useful)')
+        self._start_distillation(runner)
         stages = layer_stages(model)
         if self.sparse_finetune_iters and runner.iter < self.sparse_finetune_iters:
             dense = [n for n in pending if stages[n] == STAGE_DENSE]
-            prune_prepared(model, dense)
+            prune_prepared(model, dense, input_stats=self._stats(runner, [
+                n for n in dense if _reads_stats(model, n, pruning=True)]))
             runner.logger.info(f'MVQHook: N:M-pruned {len(dense)} layers; sparse fine-tuning '
                                f'until iteration {self.sparse_finetune_iters}')
         else:
@@ -199,12 +232,34 @@ class MVQHook(Hook):
                                f'({sizes[i]:,} sub-vectors; {elapsed:.0f} s elapsed, {eta})')
 
         report = cluster_prepared(model, mine, seed=seed, backend=self.backend,
-                                  progress=progress)
+                                  progress=progress, input_stats=self._stats(runner, [
+                                      n for n in mine if _reads_stats(model, n)]))
         errors = {r.name: r.relative_error for r in report.layers}
         if world > 1:
             errors = self._broadcast(model, pending, world)
         self.layer_errors = errors
         self._log(runner)
+
+    def _stats(self, runner, names: list[str]) -> dict[str, torch.Tensor]:
+        """Calibration statistics of the named layers (none: no forward pass)."""
+        if not names:
+            return {}
+        model = unwrap(runner.model)
+        inputs = calibration_inputs(runner, model, self.calibration_batches)
+        runner.logger.info(f'MVQHook: calibration statistics of {len(names)} layers from '
+                           f'{len(inputs)} train batches')
+        return collect_input_stats(model, names, inputs, tensor_mode)
+
+    def _start_distillation(self, runner) -> None:
+        if self.distill is None or self.distiller is not None:
+            return
+        model = unwrap(runner.model)
+        cfg = self.distill
+        if cfg.logits_module is None and cfg.logits_weight:
+            cfg = dataclasses.replace(cfg, logits_module=default_logits_module(model))
+        self.distiller = install_distillation(model, cfg)
+        runner.logger.info(f'MVQHook: self-distillation from the dense model ({cfg}); the '
+                           f'teacher adds {self.distiller.teacher_bytes / 2**20:.1f} MiB')
 
     @staticmethod
     def _broadcast(model: torch.nn.Module, names: list[str], world: int) -> dict[str, float]:
@@ -254,6 +309,8 @@ class MVQHook(Hook):
             set_codebook_quant(unwrap(runner.model), True)
 
     def after_train(self, runner) -> None:
+        remove_distillation(unwrap(runner.model), self.distiller)
+        self.distiller = None
         if not is_main_process():
             return
         model = unwrap(runner.model)
@@ -278,6 +335,17 @@ class MVQHook(Hook):
             json.dump(record, f, indent=2, default=str)
         with open(osp.join(runner.work_dir, f'{self.report_name}.md'), 'w') as f:
             f.write(_markdown(record))
+
+
+def _reads_stats(model: torch.nn.Module, name: str, pruning: bool = False) -> bool:
+    """Whether pruning (or clustering, which also prunes a layer still dense) of the layer
+    reads calibration statistics."""
+    q = quantized_layers(model)[name]
+    lcfg = q.layer_config
+    prune_reads = lcfg.prunes and lcfg.importance == 'activation'
+    if pruning:
+        return prune_reads
+    return lcfg.kmeans_weights == 'activation' or (prune_reads and int(q.stage) == STAGE_DENSE)
 
 
 def _markdown(record: dict) -> str:

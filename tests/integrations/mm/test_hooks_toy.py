@@ -62,12 +62,13 @@ class ToyMVQAccuracy(BaseMetric):
         return dict(acc=sum(results) / len(results))
 
 
-def _runner(work_dir, hooks, max_iters=4, **model_kw):
+def _runner(work_dir, hooks, max_iters=4, mvq_extra=None, **model_kw):
     loader = dict(dataset=dict(type='ToyMVQData'), batch_size=8, num_workers=0,
                   sampler=dict(type='DefaultSampler', shuffle=False))
     return Runner(
         model=dict(type='mvq_plugin.MVQModel', model=dict(type='ToyMVQNet'),
-                   mvq=dict(num_codewords=8, n=2, m=4, kmeans_iters=5, min_params=0),
+                   mvq=dict(num_codewords=8, n=2, m=4, kmeans_iters=5, min_params=0,
+                            **(mvq_extra or {})),
                    **model_kw),
         work_dir=str(work_dir), experiment_name=f'toy_{uuid.uuid4().hex[:8]}',
         train_dataloader=loader, val_dataloader=loader, val_evaluator=dict(type='ToyMVQAccuracy'),
@@ -138,3 +139,44 @@ def test_quant_start_iter_is_the_deprecated_name():
         MVQHook(codebook_quant_start_iter=1, quant_start_iter=3)
     with pytest.raises(ValueError, match="backend='cuda'; choose one of"):
         MVQHook(backend='cuda')
+
+
+
+def test_full_recipe_in_the_hook(tmp_path):
+    """Sparse phase, self-distillation (logits + a feature) and data-aware settings."""
+    runner = _runner(
+        tmp_path, [dict(type='mvq_plugin.MVQHook', allow_random_init=True,
+                        sparse_finetune_iters=2, calibration_batches=2,
+                        distill=dict(logits_module='fc', features={'conv': 0.5}))],
+        mvq_extra=dict(importance='activation', kmeans_weights='activation'),
+        sparse_finetune=True)
+    seen = []
+    from mmengine.hooks import Hook
+
+    class LossSpy(Hook):
+        priority = 'LOWEST'
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            seen.append(sorted(outputs))
+
+    runner.register_hook(LossSpy())
+    keys = set(runner.model.state_dict())
+    runner.train()
+    assert len(seen) == 4 and all({'loss_kd', 'loss_feat_conv'} <= set(s) for s in seen), seen
+    assert pending_layers(runner.model) == []
+    assert 'forward' not in runner.model.__dict__  # the distillation forward is gone
+    assert set(runner.model.state_dict()) == keys  # no teacher in the model
+    ckpt = torch.load(tmp_path / 'iter_4.pth', weights_only=False)
+    assert set(ckpt['state_dict']) == keys
+
+
+def test_data_aware_settings_need_calibration_batches(tmp_path):
+    runner = _runner(tmp_path, [dict(type='mvq_plugin.MVQHook', allow_random_init=True)],
+                     mvq_extra=dict(kmeans_weights='activation'))
+    with pytest.raises(ValueError, match='calibration_batches >= 1'):
+        runner.train()
+    from mvq_plugin.integrations.mm import MVQHook
+    with pytest.raises(ValueError, match='calibration_batches=-1'):
+        MVQHook(calibration_batches=-1)
+    with pytest.raises(ValueError, match='temperature'):
+        MVQHook(distill=dict(temperature=-1))
