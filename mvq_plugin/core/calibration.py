@@ -1,8 +1,9 @@
 """Calibration statistics: the per-input-channel second moment each layer sees.
 
 A linear map's output error from a weight error ``dW`` is ``dW x``; with the input channels
-uncorrelated, its expected square is ``sum_c dW_oc^2 E[x_c^2]`` (docs/design.md section 2).
-So ``E[x_c^2]``, collected from a few batches with forward hooks, tells which weights matter:
+uncorrelated, its expected square is ``sum_c dW_oc^2 E[x_c^2]`` (docs/design.md section 2, item
+11). So ``E[x_c^2]``, collected from a few batches with forward hooks, tells which weights
+matter:
 
 * ``importance='activation'`` keeps, in each N:M group, the weights with the largest
   ``|w| * sqrt(E[x_c^2])``;

@@ -7,8 +7,8 @@
   student forward, :meth:`Distiller.losses` runs the teacher on the same inputs and returns
   the distillation terms.
 
-Terms (docs/design.md section 3): logit KD ``T^2 * KL(softmax(t/T) || softmax(s/T))``, over
-dim 1, averaged over the batch (and positions for dense predictions); feature mimicking
+Terms (docs/design.md section 2, item 12): logit KD ``T^2 * KL(softmax(t/T) || softmax(s/T))``
+over dim 1, averaged over the batch (and positions for dense predictions); feature mimicking
 ``mean((s - t)^2) / mean(t^2)`` per named module output (tensors or tuples/lists of tensors,
 e.g. an FPN neck's levels), so that a weight of 1 means the same at any feature scale.
 

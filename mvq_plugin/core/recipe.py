@@ -1,6 +1,6 @@
 """The full MVQ schedule as one recipe, in a plain PyTorch loop.
 
-``run_recipe`` takes a dense model through (docs/design.md section 3)::
+``run_recipe`` takes a dense model through (docs/design.md section 2, item 10)::
 
     N:M prune -> sparse fine-tuning of the kept weights (sparse_iters)
       -> masked k-means on the sparse-trained weights
