@@ -21,9 +21,8 @@ demo: setup  ## the main job on the embedded default
 bench: setup  ## benchmarks that print side-by-side ratios
 	$(PY) tools/bench/kmeans.py
 
-bench-accuracy: setup  ## mvq vs vq vs prune_vq at matched bits on Fashion-MNIST -> docs/results/accuracy_vs_cr.*
-	$(PY) tools/bench/accuracy_vs_cr.py --iters 100 --kmeans-iters 10 --seeds 0 1 --points 4 \
-		--long-iters 400 --threads 1
+bench-accuracy: setup  ## the MVQ recipe vs vq, prune_vq and a dense control at equal bits and budget -> docs/results/mvq_recipe.*
+	$(PY) tools/bench/mvq_recipe.py --width 16 --dense-iters 4000 --budget 400 --seeds 0 1 2
 
 bench-imagenet: setup  ## MobileNetV2 (real ImageNet weights): mvq vs vq at a matched ratio
 	$(PY) tools/bench/imagenet_mobilenetv2.py

@@ -100,16 +100,7 @@ def test_import_mvq_plugin_pulls_in_neither_mmengine_nor_timm():
     assert out.strip() == '[]'
 
 
-#: Tests that still load a script by path, each with its reason (shrink this, never grow it).
-SCRIPT_LOADERS = {
-    # The report of the old accuracy benchmark (tables, notes, plot from fake runs); the
-    # benchmark and its report are replaced by the recipe benchmark (issue 13). Its matching
-    # and MAC counting are already library code (mvq_plugin.core.matching).
-    'bench/test_accuracy_vs_cr.py',
-}
-
-
 def test_no_test_loads_a_script_by_path():
     offenders = {str(p.relative_to(TESTS)) for p in TESTS.rglob('*.py')
                  if p != Path(__file__) and 'spec_from_file_location' in p.read_text()}
-    assert offenders == SCRIPT_LOADERS
+    assert offenders == set()

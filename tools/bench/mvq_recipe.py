@@ -24,6 +24,8 @@ recipe ``MVQHook`` also runs). Finished runs are cached in the work dir (``--fre
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import json
 import platform
 import shlex
@@ -89,12 +91,17 @@ def machine() -> str:
             f'torch {torch.__version__}')
 
 
-def build_model(width: int) -> torch.nn.Module:
-    """mmpretrain's ResNet-18 of the demo config at base width ``width`` (random weights)."""
+@functools.lru_cache(maxsize=None)
+def _template(width: int) -> torch.nn.Module:
     from mvq_plugin.integrations.mm.config_model import build_model_from_config
     opts = {'model.backbone.base_channels': width, 'model.backbone.stem_channels': width,
             'model.head.in_channels': 8 * width}
     return build_model_from_config(DENSE_CFG, opts)[0]
+
+
+def build_model(width: int) -> torch.nn.Module:
+    """mmpretrain's ResNet-18 of the demo config at base width ``width`` (random weights)."""
+    return copy.deepcopy(_template(width))
 
 
 def forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -381,6 +388,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--points', type=int, nargs='+', default=list(range(len(POINTS))),
                    help='indices into POINTS')
+    p.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS), metavar='ROW',
+                   help='rows to run (default: all)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
     p.add_argument('--work-dir', default='work_dirs/bench_recipe')
     p.add_argument('--out', default='docs/results')
@@ -406,6 +415,8 @@ def main(argv=None) -> dict[str, Any]:
         records.append(run_row(None, None, seed, args, dense_state, cache))
         for pi in args.points:
             for ri, row in enumerate(ROWS):
+                if row not in args.rows:
+                    continue
                 cache = work / tag / f'p{pi}_r{ri}_s{seed}.json'
                 fresh = not cache.is_file() or args.fresh
                 rec = run_row(row, points[pi], seed, args, dense_state, cache)

@@ -136,6 +136,12 @@ class MVQHook(Hook):
                     else 'resume')
         trainable = [model.get_submodule(name).parametrizations.weight.original.requires_grad
                      for name in quantized_layers(model)]
+        max_iters = getattr(runner, 'max_iters', None)
+        if self.sparse_finetune_iters and pending_layers(model) and max_iters is not None \
+                and self.sparse_finetune_iters >= max_iters:
+            raise ValueError(f'MVQHook.sparse_finetune_iters={self.sparse_finetune_iters} is '
+                             f'not shorter than the run (max_iters={max_iters}): the codebooks '
+                             'would never train; allowed: 0 <= sparse_finetune_iters < max_iters')
         if self.sparse_finetune_iters and pending_layers(model) and not all(trainable):
             raise ValueError('MVQHook.sparse_finetune_iters > 0 needs the dense weights to be '
                              'trainable: set model.sparse_finetune=True')

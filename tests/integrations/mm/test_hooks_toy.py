@@ -175,6 +175,11 @@ def test_data_aware_settings_need_calibration_batches(tmp_path):
                      mvq_extra=dict(kmeans_weights='activation'))
     with pytest.raises(ValueError, match='calibration_batches >= 1'):
         runner.train()
+    long = _runner(tmp_path / 'long', [dict(type='mvq_plugin.MVQHook', allow_random_init=True,
+                                             sparse_finetune_iters=4)], sparse_finetune=True)
+    with pytest.raises(ValueError, match=r'sparse_finetune_iters=4 is not shorter than the run '
+                                         r'\(max_iters=4\)'):
+        long.train()
     from mvq_plugin.integrations.mm import MVQHook
     with pytest.raises(ValueError, match='calibration_batches=-1'):
         MVQHook(calibration_batches=-1)
