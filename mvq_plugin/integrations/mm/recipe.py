@@ -20,7 +20,7 @@ from ...core.calibration import NO_CALIBRATION
 from ...core.distill import DistillConfig, Distiller, make_teacher
 
 __all__ = ['calibration_inputs', 'tensor_mode', 'install_distillation', 'remove_distillation',
-           'default_logits_module']
+           'default_logits_module', 'teacher_forward']
 
 
 def tensor_mode(model: nn.Module, inputs: Any) -> Any:
@@ -59,6 +59,24 @@ def default_logits_module(model: nn.Module) -> str | None:
     return 'head.fc'
 
 
+def teacher_forward(cfg: DistillConfig):
+    """The teacher's forward for ``(inputs, data_samples)``.
+
+    Features under ``backbone``/``neck`` only need ``extract_feat`` (no heads, no proposals);
+    otherwise the whole ``mode='tensor'`` forward runs (with the data samples, which two-stage
+    detectors need).
+    """
+    names = list(cfg.features) + ([cfg.logits_module] if cfg.logits_weight else [])
+    feats_only = all(n.split('.')[0] in ('backbone', 'neck') for n in names)
+
+    def forward(teacher: nn.Module, batch: tuple[Any, Any]) -> Any:
+        inputs, data_samples = batch
+        if feats_only and hasattr(teacher, 'extract_feat'):
+            return teacher.extract_feat(inputs)
+        return teacher(inputs, data_samples, mode='tensor')
+    return forward
+
+
 class _DistillForward:
     """``forward`` that adds the distillation terms to the losses of ``mode='loss'``."""
 
@@ -69,7 +87,7 @@ class _DistillForward:
     def __call__(self, inputs: Any, data_samples: Any = None, mode: str = 'tensor') -> Any:
         out = self.inner(inputs, data_samples, mode)
         if mode == 'loss':
-            for key, value in self.distiller.losses(inputs).items():
+            for key, value in self.distiller.losses((inputs, data_samples)).items():
                 out['loss_' + key.replace('/', '_').replace('.', '_')] = value
         return out
 
@@ -88,7 +106,8 @@ def install_distillation(model: nn.Module, cfg: DistillConfig) -> Distiller:
         raise ValueError('distill: logit KD needs logits_module (the module whose output are '
                          "the logits, e.g. 'head.fc'); this model has no 'head.fc': set "
                          'logits_module or logits_weight=0 with features={module: weight}')
-    distiller = Distiller(model, make_teacher(model, originals=True), cfg, tensor_mode)
+    distiller = Distiller(model, make_teacher(model, originals=True), cfg,
+                          teacher_forward(cfg))
     model.forward = _DistillForward(model, distiller)
     return distiller
 

@@ -38,11 +38,15 @@ def _dense_checkpoint(config: str, path) -> None:
     torch.save({'state_dict': model.state_dict()}, path)
 
 
-def _train_and_test(config: str, work, data: dict, metrics: tuple[str, ...]) -> None:
+def _train_and_test(config: str, work, data: dict, metrics: tuple[str, ...],
+                    extra: dict | None = None, log_keys: tuple[str, ...] = ()) -> None:
     _dense_checkpoint(config, work / 'dense.pth')
     proc = run_tool('train.py', config, '--work-dir', str(work / 'mvq'),
-                    *opts(**SMALL, **data, model__init_checkpoint=work / 'dense.pth'))
+                    *opts(**SMALL, **data, **(extra or {}),
+                          model__init_checkpoint=work / 'dense.pth'))
     assert len(CLUSTER_LINE.findall(proc.stdout + proc.stderr)) == 1
+    for key in log_keys:  # e.g. distillation terms in the train log lines
+        assert f'{key}: ' in proc.stdout + proc.stderr, key
     records = scalars(work / 'mvq')
     for metric in metrics:
         values = [r[metric] for r in records if metric in r]
@@ -77,8 +81,13 @@ def _seg_data(canvas_root) -> dict:
 
 
 def test_mask_rcnn_canvas(canvas_root, tmp_path):
+    """With self-distillation of the FPN neck's levels (feature mimicking, no logits)."""
     _train_and_test('configs/demo/mask-rcnn_r50_fpn_canvas_mvq.py', tmp_path,
-                    _coco_data(canvas_root), ('coco/bbox_mAP', 'coco/segm_mAP'))
+                    _coco_data(canvas_root), ('coco/bbox_mAP', 'coco/segm_mAP'),
+                    extra={'custom_hooks.0.distill.logits_weight': 0,
+                           'custom_hooks.0.distill.features.neck': 1.0,
+                           'default_hooks.logger.interval': 1},
+                    log_keys=('loss_feat_neck',))
 
 
 def test_deeplabv3_canvas(canvas_root, tmp_path):
