@@ -32,3 +32,40 @@ class TinyNet(nn.Module):
 @pytest.fixture
 def tiny_net():
     return TinyNet()
+
+
+def _lloyd_reference(x, v, init, iters):
+    """Loop-by-loop Lloyd iterations of ``sum_i sum_t v_it (x_it - c_{a_i,t})^2`` (no GEMM,
+    no search tricks); ``v`` a 0/1 mask or importance weights. Returns (codebook, assignments,
+    objective after every assignment)."""
+    n, d = x.shape
+    k = init.shape[0]
+    c, xd, vd = init.double().clone(), x.double(), v.double()
+
+    def assign_all():
+        a, total = [], 0.0
+        for i in range(n):
+            dists = [float((vd[i] * (xd[i] - c[j]).pow(2)).sum()) for j in range(k)]
+            j = min(range(k), key=dists.__getitem__)
+            a.append(j)
+            total += dists[j]
+        return a, total
+
+    a, obj = assign_all()
+    history = [obj]
+    for _ in range(iters):
+        for j in range(k):
+            for t in range(d):
+                num = sum(vd[i, t] * xd[i, t] for i in range(n) if a[i] == j)
+                den = sum(vd[i, t] for i in range(n) if a[i] == j)
+                if den > 0:
+                    c[j, t] = num / den
+        a, obj = assign_all()
+        history.append(obj)
+    return c, a, history
+
+
+@pytest.fixture
+def lloyd_reference():
+    """The brute-force Lloyd reference of the (weighted) masked k-means objective."""
+    return _lloyd_reference

@@ -23,13 +23,24 @@ from torch import nn
 from .blocking import to_subvectors
 
 __all__ = ['InputStats', 'collect_input_stats', 'element_importance', 'subvector_importance',
-           'NO_CALIBRATION']
+           'run_batches', 'NO_CALIBRATION']
 
 #: ``{layer name: (C_in,) mean of x_c^2}``.
 InputStats = dict[str, torch.Tensor]
 
 NO_CALIBRATION = ('needs calibration data: pass calib_batches (a few input batches) so that '
                   'the per-input-channel statistics can be collected')
+
+
+def run_batches(model: nn.Module, batches: Iterable,
+                forward_fn: Callable[[nn.Module, object], object] | None = None) -> int:
+    """Runs ``forward_fn(model, batch)`` (default ``model(batch)``) on every batch; returns
+    how many there were."""
+    seen = 0
+    for batch in batches:
+        forward_fn(model, batch) if forward_fn is not None else model(batch)
+        seen += 1
+    return seen
 
 
 @torch.no_grad()
@@ -77,11 +88,8 @@ def collect_input_stats(model: nn.Module, names: Iterable[str], batches: Iterabl
             handles.append(module.register_forward_hook(hook_for(name)))
         was_training = model.training
         model.eval()
-        seen = 0
         try:
-            for batch in batches:
-                forward_fn(model, batch) if forward_fn is not None else model(batch)
-                seen += 1
+            seen = run_batches(model, batches, forward_fn)
         finally:
             model.train(was_training)
     finally:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .calibration import run_batches
 from .compress import codebook_param_groups
 from .parametrize import quantized_layers
 
@@ -70,9 +71,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[Any],
         bn.train()
     seen = 0
     try:
-        for x in batches:
-            forward_fn(model, x) if forward_fn is not None else model(x)
-            seen += 1
+        seen = run_batches(model, batches, forward_fn)
     finally:
         for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum

@@ -17,43 +17,14 @@ def _data(n=60, d=4, seed=0):
     return x, mask, h
 
 
-def _weighted_lloyd(x, v, init, iters):
-    """Loop-by-loop Lloyd iterations of sum_i sum_t v_it (x_it - c_{a_i,t})^2."""
-    n, d = x.shape
-    k = init.shape[0]
-    c, xd, vd = init.double().clone(), x.double(), v.double()
-
-    def assign_all():
-        a, total = [], 0.0
-        for i in range(n):
-            dists = [float((vd[i] * (xd[i] - c[j]).pow(2)).sum()) for j in range(k)]
-            j = min(range(k), key=dists.__getitem__)
-            a.append(j)
-            total += dists[j]
-        return a, total
-
-    a, obj = assign_all()
-    history = [obj]
-    for _ in range(iters):
-        for j in range(k):
-            for t in range(d):
-                num = sum(vd[i, t] * xd[i, t] for i in range(n) if a[i] == j)
-                den = sum(vd[i, t] for i in range(n) if a[i] == j)
-                if den > 0:
-                    c[j, t] = num / den
-        a, obj = assign_all()
-        history.append(obj)
-    return c, a, history
-
-
 @pytest.mark.parametrize('backend', ['torch', 'faiss'])
-def test_weighted_equals_loop_reference(backend):
+def test_weighted_equals_loop_reference(backend, lloyd_reference):
     if backend == 'faiss':
         pytest.importorskip('faiss')
     x, mask, h = _data()
     init = x[:5].clone() * mask[:5]
     res = masked_kmeans(x, mask, 5, weights=h, iters=6, init=init, tol=0.0, backend=backend)
-    c, a, hist = _weighted_lloyd(x, mask.double() * h.double(), init, len(res.objective) - 1)
+    c, a, hist = lloyd_reference(x, mask.double() * h.double(), init, len(res.objective) - 1)
     assert res.assignments.tolist() == a
     assert torch.allclose(res.codebook.double(), c, atol=1e-5)
     assert res.objective == pytest.approx(hist, rel=1e-5)
