@@ -15,11 +15,13 @@ registers them (``custom_imports=dict(imports=['mvq_plugin'])`` keeps working).
 from . import hw
 from .core import (
     MVQConfig,
+    MVQRecipe,
     codebook_param_groups,
     compress,
     compression_stats,
     plan,
     quantized_layers,
+    run_recipe,
     set_codebook_quant,
     to_dense,
 )
@@ -30,7 +32,8 @@ from .version import __version__  # noqa: E402
 #: ``mvq_plugin.core.kmeans``, ``mvq_plugin.io``, ...). ``hw.estimate`` costs a model on the
 #: accelerator model.
 __all__ = [
-    'MVQConfig', 'plan', 'compress', 'compression_stats', 'codebook_param_groups',
+    'MVQConfig', 'plan', 'compress', 'MVQRecipe', 'run_recipe', 'compression_stats',
+    'codebook_param_groups',
     'set_codebook_quant', 'quantized_layers', 'to_dense', 'save', 'load', 'ArtifactError', 'hw',
     '__version__',
 ]

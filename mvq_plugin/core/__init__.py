@@ -2,9 +2,11 @@
 from .accounting import CompressionStats, compression_stats, count_macs
 from .bits import LayerBits, index_bits, layer_bits
 from .blocking import from_subvectors, to_subvectors
+from .calibration import collect_input_stats
 from .cluster import ClusterJob, CompressionReport, LayerReport, cluster_layer, cluster_layers
 from .compress import CONFIG_ATTR, codebook_param_groups, compress, set_codebook_quant, to_dense
 from .config import LayerConfig, MVQConfig
+from .distill import DistillConfig, Distiller, make_teacher
 from .importance import IMPORTANCE, get_importance
 from .kmeans import KMeansResult, masked_kmeans, masked_sse
 from .nm import decode_mask, encode_mask, mask_code_bits, nm_mask
@@ -20,13 +22,14 @@ from .parametrize import (
                           quantized_layers,
 )
 from .plan import LayerPlan, Plan, check_patterns, plan, register_layer_type
+from .recipe import MVQRecipe, RecipeResult, finetune_dense, run_recipe
 from .staged import (
-                       cluster_prepared,
-                       dense_view,
-                       layer_stages,
-                       pending_layers,
-                       prepare,
-                       prune_prepared,
+                          cluster_prepared,
+                          dense_view,
+                          layer_stages,
+                          pending_layers,
+                          prepare,
+                          prune_prepared,
 )
 
 __all__ = [
@@ -39,5 +42,7 @@ __all__ = [
     'cluster_prepared', 'dense_view',
     'pending_layers', 'layer_stages', 'STAGE_DENSE', 'STAGE_PRUNED', 'STAGE_CLUSTERED',
     'register_layer_type', 'Stage', 'index_bits', 'count_macs', 'cluster_layer',
-    'cluster_layers', 'ClusterJob', 'attach_mvq_weight', 'CONFIG_ATTR',
+    'cluster_layers', 'ClusterJob', 'attach_mvq_weight', 'CONFIG_ATTR', 'MVQRecipe',
+    'RecipeResult', 'run_recipe', 'finetune_dense', 'DistillConfig', 'Distiller',
+    'make_teacher', 'collect_input_stats',
 ]
