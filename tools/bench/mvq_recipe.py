@@ -53,7 +53,7 @@ BATCH = 128
 
 #: The MVQ 2:8 setting of each matched point (the ratio follows from the width).
 POINTS = (Setting('mvq', 16, 256, 2, 8), Setting('mvq', 8, 64, 2, 8),
-          Setting('mvq', 16, 32, 2, 8))
+          Setting('mvq', 16, 32, 2, 8), Setting('mvq', 16, 16, 2, 8))
 #: ``k`` candidates when matching bits: powers of two and the steps between them (index bits
 #: are ``ceil(log2 k)``, so a k between powers trades codebook bits at equal index bits).
 CODEWORDS = tuple(sorted({int(f * 2 ** i) for i in range(3, 14) for f in (1, 1.25, 1.5, 1.75)}))
