@@ -31,6 +31,8 @@ from mvq_plugin.integrations.mm.scalars import last_scalar  # noqa: E402
 
 DENSE_CFG = 'configs/demo/resnet18_fashion-mnist_dense.py'
 MVQ_CFG = 'configs/demo/resnet18_fashion-mnist_mvq.py'
+#: The MVQ recipe the demo runs by default (docs/results/mvq_recipe.md decides it).
+RECIPE = dict(sparse_iters=0, distill=False, data_aware=False)
 
 
 def main(argv=None) -> dict:
@@ -40,7 +42,15 @@ def main(argv=None) -> dict:
                    help='ResNet-18 base width (64: the standard model, 4x the compute)')
     p.add_argument('--dense-iters', type=int, default=800,
                    help='dense training iterations (batch 128; 469 = one epoch)')
-    p.add_argument('--mvq-iters', type=int, default=250, help='codebook fine-tuning iterations')
+    p.add_argument('--mvq-iters', type=int, default=250,
+                   help='MVQ fine-tuning iterations in all (sparse phase + codebook phase)')
+    p.add_argument('--sparse-iters', type=int, default=RECIPE['sparse_iters'],
+                   help='of --mvq-iters, N:M-sparse fine-tuning before clustering (0: one-shot)')
+    p.add_argument('--distill', action=argparse.BooleanOptionalAction,
+                   default=RECIPE['distill'], help='self-distillation from the dense model')
+    p.add_argument('--data-aware', action=argparse.BooleanOptionalAction,
+                   default=RECIPE['data_aware'],
+                   help='activation importance and activation-weighted k-means (8 batches)')
     p.add_argument('--k', type=int, default=256)
     p.add_argument('--nm', default='2:8')
     args = p.parse_args(argv)
@@ -68,7 +78,14 @@ def main(argv=None) -> dict:
             f'default_hooks.checkpoint.interval={args.dense_iters}',
             f'param_scheduler.1.end={args.dense_iters}'])
     mvq_dir = work / 'mvq'
-    t_mvq = run_train(MVQ_CFG, mvq_dir, [
+    recipe = [f'custom_hooks.0.sparse_finetune_iters={args.sparse_iters}',
+              f'model.sparse_finetune={args.sparse_iters > 0}']
+    if args.distill:
+        recipe += ['custom_hooks.0.distill.logits_module=head.fc']
+    if args.data_aware:
+        recipe += ['model.mvq.importance=activation', 'model.mvq.kmeans_weights=activation',
+                   'custom_hooks.0.calibration_batches=8']
+    t_mvq = run_train(MVQ_CFG, mvq_dir, [*recipe,
         *model_options('model.model'),
         f'load_from={dense_ckpt}', f'train_cfg.max_iters={args.mvq_iters}',
         f'train_cfg.val_interval={args.mvq_iters}',
@@ -92,7 +109,8 @@ def main(argv=None) -> dict:
         energy_efficiency_sparsity_only=gains['sparsity_only']['energy_efficiency'],
         energy_efficiency_vq_only=gains['vq_only']['energy_efficiency'],
         speedup=gains['total']['speedup'], width=args.width, dense_iters=args.dense_iters,
-        mvq_iters=args.mvq_iters,
+        mvq_iters=args.mvq_iters, sparse_iters=args.sparse_iters, distill=args.distill,
+        data_aware=args.data_aware,
         seconds=dict(dense=t_dense, mvq=t_mvq, total=time.perf_counter() - start))
     (work / 'summary.json').write_text(json.dumps(summary, indent=2))
     lines = [
@@ -101,7 +119,10 @@ def main(argv=None) -> dict:
         f'dense top-1          : {summary["dense_top1"]:.2f}%  ({args.dense_iters} iterations '
         'at batch 128)',
         f'MVQ top-1            : {summary["mvq_top1"]:.2f}%  (N:M={args.nm}, k={args.k}, d=8, '
-        f'int8 codebooks, {args.mvq_iters} fine-tuning iterations)',
+        f'int8 codebooks, {args.mvq_iters} fine-tuning iterations: {args.sparse_iters} sparse '
+        f'+ {args.mvq_iters - args.sparse_iters} codebook'
+        + (', self-distillation' if args.distill else '')
+        + (', data-aware' if args.data_aware else '') + ')',
         f'compression ratio    : {summary["compression_ratio"]:.1f}x  '
         f'({summary["dense_bytes_fp32"]:,} B fp32 -> {summary["accounted_bytes"]:,.0f} B '
         'accounted)',
