@@ -419,6 +419,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='indices into POINTS')
     p.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS), metavar='ROW',
                    help='rows to run (default: all)')
+    p.add_argument('--kd-cost-steps', type=int, default=40,
+                   help='steps of the side-by-side distillation cost measurement')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
     p.add_argument('--work-dir', default='work_dirs/bench_recipe')
     p.add_argument('--out', default='docs/results')
@@ -464,7 +466,8 @@ def main(argv=None) -> dict[str, Any]:
                 cached=len(records) - ran, width=args.width, dense_iters=args.dense_iters,
                 budget=args.budget, lr=args.lr, seeds=args.seeds,
                 params=sum(p.numel() for p in model.parameters()),
-                kd_cost=measure_kd_cost(args.width, dense_state, points[args.points[0]]))
+                kd_cost=measure_kd_cost(args.width, dense_state, points[args.points[0]],
+                                        steps=args.kd_cost_steps))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / 'mvq_recipe.json').write_text(json.dumps(dict(meta=meta, summary=summary,
