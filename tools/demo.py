@@ -4,14 +4,18 @@
    (``configs/demo/resnet18_fashion-mnist_dense.py``, at half width by default so the whole
    demo fits 10 minutes on 2 AVX2 cores; ``--width 64`` is the standard ResNet-18), or reuses
    the checkpoint a previous run left;
-2. fine-tunes it with MVQ (``configs/demo/resnet18_fashion-mnist_mvq.py``,
-   ``load_from`` = the dense checkpoint): 2:8 pruning + masked k-means (k=256, d=8) with
-   per-layer progress, codebook fine-tuning with int8 codebooks, test;
+2. fine-tunes it with the MVQ recipe (``configs/demo/resnet18_fashion-mnist_mvq.py``,
+   ``load_from`` = the dense checkpoint): 2:8 pruning by activation importance, half the
+   budget of sparse fine-tuning, activation-weighted masked k-means (k=256, d=8) with
+   per-layer progress, codebook fine-tuning with int8 codebooks, self-distillation from the
+   dense model throughout (the 2:8 recipe that did best on ``docs/results/mvq_recipe.md``;
+   ``--sparse-iters 0 --no-distill --no-data-aware`` is the one-shot flow), test;
 3. the work dir then holds the ``.mvq`` artifact, the MVQ report, the hardware reports and
    plots; a short summary is printed and written to ``summary.json``.
 
     python tools/demo.py [--work-dir work_dirs/demo] [--width 32] [--dense-iters 800]
-                         [--mvq-iters 250]
+                         [--mvq-iters 250] [--sparse-iters 125] [--[no-]distill]
+                         [--[no-]data-aware]
 
 Every long phase logs its progress with an ETA: mmengine's iteration log lines (dense
 training, fine-tuning) and one line per clustered layer.
@@ -32,7 +36,7 @@ from mvq_plugin.integrations.mm.scalars import last_scalar  # noqa: E402
 DENSE_CFG = 'configs/demo/resnet18_fashion-mnist_dense.py'
 MVQ_CFG = 'configs/demo/resnet18_fashion-mnist_mvq.py'
 #: The MVQ recipe the demo runs by default (docs/results/mvq_recipe.md decides it).
-RECIPE = dict(sparse_iters=0, distill=False, data_aware=False)
+RECIPE = dict(sparse_iters=125, distill=True, data_aware=True)
 
 
 def main(argv=None) -> dict:
