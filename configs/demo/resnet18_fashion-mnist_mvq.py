@@ -1,7 +1,11 @@
 # MVQ (2:8, k=256, d=8, int8 codebooks) fine-tuning of the dense Fashion-MNIST ResNet-18:
 #   python tools/train.py configs/demo/resnet18_fashion-mnist_mvq.py \
 #       --cfg-options load_from=work_dirs/demo/dense_1200/iter_1200.pth
-# Only the codewords (and BN/biases) train; masks and assignments are fixed.
+# As written: one-shot (cluster at once, then only the codewords and BN/biases train). The
+# demo adds the recipe of configs/_base_/mvq/mvq_recipe_2-8_k256.py by --cfg-options: sparse
+# fine-tuning (model.sparse_finetune=True, custom_hooks.0.sparse_finetune_iters), distillation
+# (custom_hooks.0.distill.*) and the data-aware settings (model.mvq.importance/kmeans_weights,
+# custom_hooks.0.calibration_batches).
 _base_ = [
     './resnet18_fashion-mnist_dense.py',
     '../_base_/mvq/mvq_2-8_k256.py',
