@@ -388,7 +388,11 @@ def write_markdown(path: Path, meta: dict[str, Any], summary: dict[str, Any]) ->
         out += ['', f'Dense: {p["macs"]["dense"] / 1e6:.2f} MMACs. ' + ' '.join(
             f'No {k} row: {why}.' for k, why in p['missing'].items()), '',
             'Loss against the dense control (points): pruning (after sparse FT, or one-shot), '
-            'clustering, what fine-tuning recovers, net:', '',
+            'clustering, what fine-tuning recovers, net. Rows without a sparse phase measure '
+            '"pruning" right after pruning, so for them (and for vq, which prunes nothing) it '
+            'includes what the control gained from its extra training'
+            + (f' ({summary["dense_control"]["mean"] - summary["dense_top1"]:+.2f} points)'
+               if summary['dense_control'] else '') + ':', '',
             '| row | pruning | clustering | recovered | net |', '|---|---:|---:|---:|---:|']
         for row, v in p['rows'].items():
             d = v['decomposition']
