@@ -5,8 +5,11 @@ computes its dense weight). The hook then, like mmengine's ``EMAHook``, only sch
 observes and persists:
 
 1. ``before_train`` (after ``load_from``/resume): if layers are not clustered yet, checks that
-   dense weights were loaded into every one of them, then N:M-prunes (when a sparse
-   fine-tuning phase is configured) or clusters right away;
+   dense weights were loaded into every one of them, makes the dense model the teacher when
+   ``distill`` is set (its terms join the model's losses; the teacher is never saved), then
+   N:M-prunes (when a sparse fine-tuning phase is configured) or clusters right away, with
+   calibration statistics from ``calibration_batches`` train batches where the data-aware
+   settings read them (the recipe of docs/design.md section 2, items 10-12);
 2. ``before_train_iter``: clusters when the sparse phase ends; switches int8 codebook
    fake-quantization on from ``codebook_quant_start_iter``;
 3. logs ``mvq/compression_ratio``, ``mvq/bits``, ``mvq/mean_rel_error`` and per-layer errors
