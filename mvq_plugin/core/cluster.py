@@ -119,14 +119,16 @@ def make_job(name: str, module: nn.Module, weight: torch.Tensor, lcfg: LayerConf
             collect_input_stats`; needed when the layer's settings read calibration data.
     """
     policy = importance if importance is not None else lcfg.importance
-    wants = lcfg.kmeans_weights == 'activation' or (lcfg.prunes and policy == 'activation')
+    mask_reads = lcfg.mask_reads_stats if importance is None else (
+        lcfg.prunes and importance == 'activation')
+    wants = lcfg.kmeans_reads_stats or mask_reads
     if wants and input_sq is None:
         raise ValueError(f'layer {name!r} (importance={policy!r}, kmeans_weights='
                          f'{lcfg.kmeans_weights!r}) {NO_CALIBRATION}')
     h = (subvector_importance(module, input_sq, lcfg.block_size, lcfg.vector_axis)
          if wants else None)
     return ClusterJob(name, weight, lcfg, get_importance(policy, h), seed, grad,
-                      h if lcfg.kmeans_weights == 'activation' else None)
+                      h if lcfg.kmeans_reads_stats else None)
 
 
 @torch.no_grad()

@@ -110,10 +110,19 @@ class LayerConfig:
         return prunes(self.method, self.n, self.m)
 
     @property
+    def mask_reads_stats(self) -> bool:
+        """Whether the N:M mask reads calibration statistics (``importance='activation'``)."""
+        return self.prunes and self.importance == 'activation'
+
+    @property
+    def kmeans_reads_stats(self) -> bool:
+        """Whether the clustering reads calibration statistics (``kmeans_weights``)."""
+        return self.kmeans_weights == 'activation'
+
+    @property
     def needs_calibration(self) -> bool:
         """Whether this layer's mask or clustering reads calibration statistics."""
-        return (self.prunes and self.importance == 'activation') or \
-            self.kmeans_weights == 'activation'
+        return self.mask_reads_stats or self.kmeans_reads_stats
 
     @property
     def masked_clustering(self) -> bool:

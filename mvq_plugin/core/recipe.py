@@ -33,7 +33,7 @@ from .config import MVQConfig
 from .distill import DistillConfig, Distiller, make_teacher
 from .finetune import recalibrate_bn
 from .parametrize import quantized_layers
-from .plan import Plan
+from .plan import Plan, plan
 from .staged import cluster_prepared, prepare, prune_prepared
 
 __all__ = ['MVQRecipe', 'RecipeResult', 'run_recipe', 'finetune_dense', 'STAGES']
@@ -267,6 +267,14 @@ def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: Bat
             result.top1[stage] = float(evaluate(model))
             logger.info('recipe: %s: %.2f', stage, result.top1[stage])
 
+    # Everything that can fail on the settings fails before the model changes.
+    planned = plan(model, cfg, first_conv=first_conv).compressed
+    needs = [lp.name for lp in planned if lp.config.needs_calibration]
+    calib_list = _take(calib, recipe.calib_batches)
+    if needs and not calib_list:
+        raise ValueError(f'layers {needs[:3]} use data-aware settings (importance='
+                         f"'activation' or kmeans_weights='activation') and "
+                         f'{NO_CALIBRATION} (MVQRecipe.calib_batches >= 1 and calib)')
     measure('dense')
     distiller = _teacher_for(model, recipe, teacher, forward_fn)
     result.teacher_bytes = distiller.teacher_bytes if distiller is not None else 0
@@ -274,23 +282,19 @@ def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: Bat
         result.plan = prepare(model, cfg, train_dense=recipe.sparse_iters > 0,
                               first_conv=first_conv)
         names = list(quantized_layers(model))
-        needs = [lp.name for lp in result.plan.compressed if lp.config.needs_calibration]
-        calib_list = _take(calib, recipe.calib_batches)
-        if needs and not calib_list:
-            raise ValueError(f'layers {needs[:3]} use data-aware settings (importance='
-                             f"'activation' or kmeans_weights='activation') and "
-                             f'{NO_CALIBRATION} (MVQRecipe.calib_batches >= 1 and calib)')
 
-        def stats() -> dict[str, torch.Tensor]:
-            if not needs:
+        def stats(reads: str) -> dict[str, torch.Tensor]:
+            """Statistics of the layers whose ``reads`` (a LayerConfig property) is true."""
+            wanted = [lp.name for lp in result.plan.compressed if getattr(lp.config, reads)]
+            if not wanted:
                 return {}
             t0 = time.perf_counter()
-            out = collect_input_stats(model, needs, calib_list, forward_fn)
+            out = collect_input_stats(model, wanted, calib_list, forward_fn)
             result.seconds['calibrate'] = result.seconds.get('calibrate', 0.0) + \
                 time.perf_counter() - t0
             return out
 
-        prune_prepared(model, input_stats=stats())
+        prune_prepared(model, input_stats=stats('mask_reads_stats'))
         measure('pruned')
         t0 = time.perf_counter()
         if recipe.sparse_iters:
@@ -307,7 +311,7 @@ def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: Bat
             model.get_submodule(n).parametrizations.weight.original.requires_grad_(False)
         t0 = time.perf_counter()
         result.report = cluster_prepared(model, seed=cfg.seed, backend=backend,
-                                         input_stats=stats())
+                                         input_stats=stats('kmeans_reads_stats'))
         result.seconds['cluster'] = time.perf_counter() - t0
         set_codebook_quant(model, recipe.quant_start == 0)
         measure('clustered')
@@ -334,8 +338,8 @@ def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: Bat
         if distiller is not None:
             distiller.close()
     model.eval()
-    stats_ = compression_stats(model)
-    result.compression_ratio, result.bits = stats_.compression_ratio, stats_.bits
+    final = compression_stats(model)
+    result.compression_ratio, result.bits = final.compression_ratio, final.bits
     return result
 
 

@@ -124,8 +124,7 @@ def prune_prepared(model: nn.Module, names: Iterable[str] | None = None, *,
                 raise ValueError(f"prune_prepared: layer {name!r} has importance='taylor', "
                                  "which needs gradients; use 'magnitude' or 'activation'")
             job = make_job(name, model.get_submodule(name), _original(model, name), lcfg, 0,
-                           input_sq=stats.get(name) if lcfg.importance == 'activation'
-                           else None)
+                           input_sq=stats.get(name) if lcfg.mask_reads_stats else None)
             q.mask.copy_(layer_mask(job))
         q.stage.fill_(STAGE_PRUNED)
     return names

@@ -351,10 +351,9 @@ def _reads_stats(model: torch.nn.Module, name: str, pruning: bool = False) -> bo
     reads calibration statistics."""
     q = quantized_layers(model)[name]
     lcfg = q.layer_config
-    prune_reads = lcfg.prunes and lcfg.importance == 'activation'
     if pruning:
-        return prune_reads
-    return lcfg.kmeans_weights == 'activation' or (prune_reads and int(q.stage) == STAGE_DENSE)
+        return lcfg.mask_reads_stats
+    return lcfg.kmeans_reads_stats or (lcfg.mask_reads_stats and int(q.stage) == STAGE_DENSE)
 
 
 def _markdown(record: dict) -> str:
