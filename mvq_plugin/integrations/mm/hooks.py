@@ -49,11 +49,11 @@ from ...core.distill import DistillConfig
 from ...core.search import BACKENDS
 from .model import DENSE_SOURCE_ATTR, dense_loaded_layers
 from .recipe import (
+    batch_forward,
     calibration_inputs,
     default_logits_module,
     install_distillation,
     remove_distillation,
-    tensor_mode,
 )
 from .registry import HOOKS
 from .tracing import unwrap
@@ -257,7 +257,7 @@ class MVQHook(Hook):
         inputs = calibration_inputs(runner, model, self.calibration_batches)
         runner.logger.info(f'MVQHook: calibration statistics of {len(names)} layers from '
                            f'{len(inputs)} train batches')
-        return collect_input_stats(model, names, inputs, tensor_mode)
+        return collect_input_stats(model, names, inputs, batch_forward)
 
     def _start_distillation(self, runner) -> None:
         if self.distill is None or self.distiller is not None:

@@ -1,8 +1,9 @@
 """The recipe's data-aware and distillation parts inside an mmengine run (for ``MVQHook``).
 
-* :func:`calibration_inputs`: a few preprocessed input batches from the run's train loader;
-* :func:`tensor_mode`: the OpenMMLab ``mode='tensor'`` forward the statistics and the teacher
-  use;
+* :func:`calibration_inputs`: a few preprocessed ``(inputs, data_samples)`` batches from the
+  run's train set;
+* :func:`batch_forward`: the OpenMMLab ``mode='tensor'`` forward of such a batch (with its
+  data samples, which two-stage detectors need), for the statistics and the teacher;
 * :func:`install_distillation` / :func:`remove_distillation`: an instance-level ``forward``
   on the model that, in ``mode='loss'``, adds the distillation terms (``loss_kd``,
   ``loss_feat_<module>``) to the model's own losses, which mmengine sums and logs. The
@@ -19,17 +20,19 @@ from torch.utils.data import DataLoader
 from ...core.calibration import NO_CALIBRATION
 from ...core.distill import DistillConfig, Distiller, make_teacher
 
-__all__ = ['calibration_inputs', 'tensor_mode', 'install_distillation', 'remove_distillation',
+__all__ = ['calibration_inputs', 'batch_forward', 'install_distillation', 'remove_distillation',
            'default_logits_module', 'teacher_forward']
 
 
-def tensor_mode(model: nn.Module, inputs: Any) -> Any:
-    """``model(inputs, mode='tensor')``: backbone, neck and heads, no post-processing."""
-    return model(inputs, mode='tensor')
+def batch_forward(model: nn.Module, batch: tuple[Any, Any]) -> Any:
+    """``model(inputs, data_samples, mode='tensor')``: backbone, neck and heads, no
+    post-processing."""
+    inputs, data_samples = batch
+    return model(inputs, data_samples, mode='tensor')
 
 
 @torch.no_grad()
-def calibration_inputs(runner, model: nn.Module, count: int) -> list[Any]:
+def calibration_inputs(runner, model: nn.Module, count: int) -> list[tuple[Any, Any]]:
     """The first ``count`` batches of the train set, through the model's preprocessor.
 
     A separate in-process loader over the train loader's dataset (same batch size and
@@ -42,7 +45,8 @@ def calibration_inputs(runner, model: nn.Module, count: int) -> list[Any]:
                         num_workers=0, collate_fn=train.collate_fn)
     out = []
     for batch in loader:
-        out.append(model.data_preprocessor(batch, False)['inputs'])
+        data = model.data_preprocessor(batch, False)
+        out.append((data['inputs'], data.get('data_samples')))
         if len(out) == count:
             break
     if not out:
@@ -70,10 +74,9 @@ def teacher_forward(cfg: DistillConfig):
     feats_only = all(n.split('.')[0] in ('backbone', 'neck') for n in names)
 
     def forward(teacher: nn.Module, batch: tuple[Any, Any]) -> Any:
-        inputs, data_samples = batch
         if feats_only and hasattr(teacher, 'extract_feat'):
-            return teacher.extract_feat(inputs)
-        return teacher(inputs, data_samples, mode='tensor')
+            return teacher.extract_feat(batch[0])
+        return batch_forward(teacher, batch)
     return forward
 
 
