@@ -138,14 +138,19 @@ def distill(student: nn.Module, batches: DistillSource, steps: int, lr: float,
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Top-1 accuracy (in %) of ``model`` in eval mode over ``(inputs, labels)`` batches."""
+def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+             forward_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None) -> float:
+    """Top-1 accuracy (in %) of ``model`` in eval mode over ``(inputs, labels)`` batches.
+
+    ``forward_fn(model, inputs)`` gives the logits (default ``model(inputs)``).
+    """
     was_training = model.training
     model.eval()
     correct = total = 0
     try:
         for x, y in batches:
-            correct += int((model(x).argmax(1) == y).sum())
+            logits = forward_fn(model, x) if forward_fn is not None else model(x)
+            correct += int((logits.argmax(1) == y).sum())
             total += int(y.numel())
     finally:
         model.train(was_training)

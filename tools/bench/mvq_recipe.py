@@ -109,14 +109,19 @@ def forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x, mode='tensor')
 
 
+@functools.lru_cache(maxsize=1)
+def _normalised() -> tuple[torch.Tensor, ...]:
+    """Train and test images (normalised) and labels, read from disk once per process."""
+    xs, y = load_fashion_mnist('train')
+    xt, yt = load_fashion_mnist('test')
+    return (xs.float() - MEAN) / STD, y, (xt.float() - MEAN) / STD, yt
+
+
 class Data:
     """Fashion-MNIST as normalised tensors; ``batches(step)`` reshuffles every epoch."""
 
     def __init__(self, seed: int) -> None:
-        xs, self.y = load_fashion_mnist('train')
-        self.x = (xs.float() - MEAN) / STD
-        xt, self.yt = load_fashion_mnist('test')
-        self.xt = (xt.float() - MEAN) / STD
+        self.x, self.y, self.xt, self.yt = _normalised()
         self.seed = seed
         self._perm: dict[int, torch.Tensor] = {}
 
@@ -135,16 +140,7 @@ class Data:
         return list(self.x[idx].split(BATCH))
 
     def evaluate(self, model: torch.nn.Module) -> float:
-        return evaluate(_Logits(model), zip(self.xt.split(1000), self.yt.split(1000)))
-
-
-class _Logits(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return forward(self.model, x)
+        return evaluate(model, zip(self.xt.split(1000), self.yt.split(1000)), forward)
 
 
 def train_dense(width: int, iters: int, path: Path) -> tuple[dict, float]:
