@@ -91,6 +91,15 @@ def _md_table(rows: list[list[str]]) -> str:
     return '\n'.join(out)
 
 
+def _component_rows(title: str, base_name: str, designs: list, components: tuple[str, ...],
+                    value, fmt: str) -> list[list[str]]:
+    """``[title, base, sparsity only, vq only, both]`` rows of ``value(design, c) * 1e-6``."""
+    rows = [[title, base_name, 'sparsity only', 'vq only', 'both']]
+    for c in components:
+        rows.append([c] + [format(value(d, c) * 1e-6, fmt) for d in designs])
+    return rows
+
+
 def render(node_nm: float = 40) -> str:
     """Markdown tables of the headline, its decomposition and the sensitivity."""
     reps = headline(node_nm=node_nm)
@@ -114,17 +123,14 @@ def render(node_nm: float = 40) -> str:
                          f'{v.tops_per_w_system:.2f}'])
         parts.append(f'### MVQ {key.replace("_", " ")}\n\n' + _md_table(rows))
     rep = reps['vs_ews']
-    comp = [['component (uJ)', 'ews (dense)', 'sparsity only', 'vq only', 'both']]
-    for c in ('dram', 'sram', 'rf', 'codebook_rf', 'array', 'mac', 'mux_adder_tree'):
-        comp.append([c, f'{rep.baseline.total("energy_" + c) * 1e-6:.1f}'] +
-                    [f'{rep.variants[v].total("energy_" + c) * 1e-6:.1f}'
-                     for v in ('sparsity_only', 'vq_only', 'both')])
-    parts.append('### Energy by component, MVQ vs EWS\n\n' + _md_table(comp))
-    area = [['area (mm^2)', 'ews', 'sparsity only', 'vq only', 'both']]
-    for c in ('pe_array', 'codebook_rf', 'array', 'act_rf', 'psum_rf', 'sram', 'total'):
-        area.append([c, f'{rep.baseline.area[c] * 1e-6:.3f}'] +
-                    [f'{rep.variants[v].area[c] * 1e-6:.3f}'
-                     for v in ('sparsity_only', 'vq_only', 'both')])
+    designs = [rep.baseline] + [rep.variants[v] for v in ('sparsity_only', 'vq_only', 'both')]
+    energy = _component_rows('component (uJ)', 'ews (dense)', designs,
+                             ('dram', 'sram', 'rf', 'codebook_rf', 'array', 'mac',
+                              'mux_adder_tree'), lambda d, c: d.total('energy_' + c), '.1f')
+    parts.append('### Energy by component, MVQ vs EWS\n\n' + _md_table(energy))
+    area = _component_rows('area (mm^2)', 'ews', designs,
+                           ('pe_array', 'codebook_rf', 'array', 'act_rf', 'psum_rf', 'sram',
+                            'total'), lambda d, c: d.area[c], '.3f')
     parts.append('### Area by component\n\n' + _md_table(area))
     abl = ablation(resnet18_workload(), 'ws', EWS_SWITCHES, node_nm=node_nm)
     base = abl['base']
