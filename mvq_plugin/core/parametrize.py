@@ -31,6 +31,7 @@ from torch.nn.utils import parametrize
 from .bits import layer_bits
 from .blocking import from_subvectors
 from .config import prunes
+from .rebuild import RebuildPlan, gather_weight
 
 __all__ = ['MVQWeight', 'Stage', 'fake_quant_int8', 'int8_scale', 'STAGE_DENSE', 'STAGE_PRUNED',
            'STAGE_CLUSTERED', 'attach_mvq_weight', 'detach_mvq_weight', 'quantized_layers',
@@ -149,6 +150,14 @@ class MVQWeight(nn.Module):
         self.register_buffer('stage', torch.tensor(int(stage), dtype=torch.uint8))
         self.codebook_quant = False
         self.layer_config = None
+        self._plan: RebuildPlan | None = None
+        self._cached: tuple[tuple, torch.Tensor] | None = None
+
+    def __getstate__(self) -> dict:
+        # The rebuild plan and the eval cache are derived from the buffers: copies and
+        # pickles rebuild them when first needed instead of carrying them.
+        state = super().__getstate__()
+        return dict(state, _plan=None, _cached=None)
 
     @property
     def quantize(self) -> bool:
@@ -211,10 +220,18 @@ class MVQWeight(nn.Module):
         return fake_quant_int8(self.codebook, None if torch.isnan(self.scale) else self.scale)
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
-        """``W_hat``; ``original`` (the frozen dense weight) is ignored.
+        """``W_hat``; ``original`` (the frozen dense weight) is ignored once clustered.
+
+        The clustered weight is one gather through a :class:`~.rebuild.RebuildPlan` (built
+        once per assignments/mask, in the weight's own layout) with a fixed sparse-sum
+        backward. With gradients off (validation, inference) it is computed once and reused
+        until the codebook, its scale, the assignments, the mask or the quantization switch
+        change (tensor versions: an optimizer step or a load invalidates it). Tracing (ONNX
+        export, meta-tensor shape tracing) takes the reference path, so the exported graph
+        keeps ``Gather(codebook, assignments) * mask``.
 
         Args:
-            original: The frozen dense weight (unused; shape and dtype reference only).
+            original: The frozen dense weight (shape and dtype reference once clustered).
 
         Returns:
             Weight of ``weight_shape`` with pruned positions exactly 0 (``original`` itself,
@@ -224,7 +241,32 @@ class MVQWeight(nn.Module):
         stage = Stage.CLUSTERED if self.stage.is_meta else int(self.stage)
         if stage == STAGE_DENSE:
             return original
+        if self.codebook.is_meta or torch.jit.is_tracing():
+            return self.reference_weight(original)
+        plan = self.plan()
         if stage == STAGE_PRUNED:
+            return original * plan.keep
+        if torch.is_grad_enabled():
+            self._cached = None
+            return gather_weight(self.effective_codebook(), plan).to(original.dtype)
+        key = (plan.key, self.codebook._version, self.codebook.data_ptr(), self.scale._version,
+               self.codebook_quant, original.dtype)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, plan.gather(self.effective_codebook()).to(original.dtype))
+        return self._cached[1]
+
+    def plan(self) -> RebuildPlan:
+        """The index maps of the current assignments and mask (rebuilt when they change)."""
+        if self._plan is None or not self._plan.matches(self.assignments, self.mask):
+            with torch.no_grad():
+                self._plan = RebuildPlan(self.assignments, self.mask, self.num_codewords,
+                                         self.weight_shape, self.vector_axis)
+        return self._plan
+
+    def reference_weight(self, original: torch.Tensor) -> torch.Tensor:
+        """``from_subvectors(mask * q(codebook)[assignments])`` with plain autograd ops
+        (what :meth:`forward` computes faster; tests compare the two)."""
+        if int(self.stage) == STAGE_PRUNED and not self.stage.is_meta:
             return original * from_subvectors(self.mask, self.weight_shape, self.vector_axis)
         vectors = self.effective_codebook()[self.assignments] * self.mask
         weight = from_subvectors(vectors, self.weight_shape, self.vector_axis)
