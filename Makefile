@@ -22,7 +22,7 @@ bench: setup  ## benchmarks that print side-by-side ratios
 	$(PY) tools/bench/kmeans.py
 
 bench-accuracy: setup  ## the MVQ recipe vs vq, prune_vq and a dense control at equal bits and budget -> docs/results/mvq_recipe.*
-	$(PY) tools/bench/mvq_recipe.py --width 16 --dense-iters 4000 --budget 400 --seeds 0 1 2
+	$(PY) tools/bench/mvq_recipe.py --width 16 --dense-iters 12000 --budget 400 --seeds 0 1 2 --points 0 2 4
 
 bench-imagenet: setup  ## MobileNetV2 (real ImageNet weights): mvq vs vq at a matched ratio
 	$(PY) tools/bench/imagenet_mobilenetv2.py

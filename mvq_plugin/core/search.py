@@ -4,13 +4,17 @@ Two exact backends compute the same argmax: a chunked torch GEMM + max over the 
 form ``<[m*w, m], [2c, -c*c]>`` (any device; memory bounded by ``chunk_size x k``) and, for CPU
 tensors when faiss is installed, faiss: its exhaustive inner-product search, or
 (:class:`FaissL2Search`) its fused L2 kernels on the vectors grouped by mask pattern.
+
+The Lloyd loop talks to a *searcher* built once per run, :class:`GemmSearch` (the
+inner-product form, any weights) or :class:`FaissL2Search` (0/1 masks); both answer
+``nearest(codebook) -> (assignments, squared distances)``.
 """
 from __future__ import annotations
 
 import torch
 
 __all__ = ['BACKENDS', 'assign', 'query_table', 'search_table', 'resolve_backend',
-           'FaissL2Search']
+           'GemmSearch', 'FaissL2Search']
 
 BACKENDS = ('auto', 'torch', 'faiss')
 #: Above this many distinct mask patterns the faiss backend searches the ``2d``-dimensional
@@ -70,28 +74,68 @@ def assign(queries: torch.Tensor, codebook: torch.Tensor, masked: bool, *,
         ``(assignments (n,) int64, best (n,) float32)`` where
         ``best_i = max_j <q_i, [2c_j, -c_j^2]>`` so that ``J_i = sum_t m_it w_it^2 - best_i``.
     """
-    table = search_table(codebook, masked)
+    idx, best = _top(queries, search_table(codebook, masked), 1, backend, chunk_size)
+    return idx[:, 0], best[:, 0]
+
+
+def _top(queries: torch.Tensor, table: torch.Tensor, count: int, backend: str,
+         chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``count`` largest inner products per query, best first: ``(idx, score)``."""
     if resolve_backend(backend, queries.device) == 'faiss':
         index = faiss.IndexFlatIP(table.shape[1])
         index.add(table.numpy())
-        best, idx = index.search(queries.numpy(), 1)
-        return torch.from_numpy(idx[:, 0]).long(), torch.from_numpy(best[:, 0])
+        best, idx = index.search(queries.contiguous().numpy(), count)
+        return torch.from_numpy(idx).long(), torch.from_numpy(best)
     n = queries.shape[0]
-    idx = torch.empty(n, dtype=torch.int64, device=queries.device)
-    best = torch.empty(n, dtype=queries.dtype, device=queries.device)
+    idx = torch.empty(n, count, dtype=torch.int64, device=queries.device)
+    best = torch.empty(n, count, dtype=queries.dtype, device=queries.device)
     table_t = table.t()
     for start in range(0, n, chunk_size):
         scores = queries[start:start + chunk_size] @ table_t
-        torch.max(scores, dim=1, out=(best[start:start + chunk_size],
-                                      idx[start:start + chunk_size]))
+        if count == 1:
+            torch.max(scores, dim=1, keepdim=True, out=(best[start:start + chunk_size],
+                                                        idx[start:start + chunk_size]))
+        else:
+            torch.topk(scores, count, dim=1, out=(best[start:start + chunk_size],
+                                                  idx[start:start + chunk_size]))
     return idx, best
 
 
+class GemmSearch:
+    """Exact search in the inner-product form, for any non-negative weights ``v``.
+
+    Args:
+        x: ``(n, d)`` weighted vectors ``v * w``.
+        raw: ``(n, d)`` the vectors themselves (zero where ``v = 0``).
+        v: ``(n, d)`` weights, or ``None`` for plain k-means.
+        backend: ``'torch'`` or ``'faiss'`` (faiss's inner-product search).
+        chunk_size: Rows per torch GEMM.
+    """
+
+    order = None
+
+    def __init__(self, x: torch.Tensor, raw: torch.Tensor, v: torch.Tensor | None,
+                 backend: str, chunk_size: int) -> None:
+        self.queries = query_table(x, v)
+        self.raw, self.v = raw, v
+        self.backend, self.chunk_size = backend, chunk_size
+
+    def nearest(self, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(a, dist)``: best codeword per row and ``sum_t v_t (w_t - c_{a,t})^2``, computed
+        directly (the inner-product scores lose digits to cancellation)."""
+        a, _ = assign(self.queries, codebook, self.v is not None, backend=self.backend,
+                      chunk_size=self.chunk_size)
+        diff = self.raw - codebook[a]
+        sq = diff * diff
+        return a, (sq * self.v if self.v is not None else sq).sum(1)
+
+
 class FaissL2Search:
-    """Exact (masked) assignment with faiss's fused L2 kernels; built once per k-means run.
+    """Exact (masked) search with faiss's fused L2 kernels; built once per k-means run.
 
     Masked vectors are grouped by mask pattern; the caller works in the grouped row order
-    (:attr:`order`) so that every group is a contiguous slice.
+    (:attr:`order`) so that every group is a contiguous slice, searched in its kept
+    coordinates only.
 
     Args:
         x: ``(n, d)`` float32 CPU vectors (already multiplied by the mask).
@@ -107,21 +151,33 @@ class FaissL2Search:
         self.order = self.patterns = self.pattern_of = None
         if mask is None:
             self.groups = [(None, x.contiguous().numpy())]
+            self.offsets = [0, x.shape[0]]
             return
         d = mask.shape[1]
         bits = torch.arange(d, dtype=torch.int64)
-        uniq, inverse = torch.unique((mask.long() << bits).sum(1), return_inverse=True)
+        code = (mask.long() << bits).sum(1)
+        if d <= 20:  # a counting sort over the 2^d codes
+            present = torch.bincount(code, minlength=2 ** d)
+            uniq = torch.nonzero(present).flatten()
+            self.order = torch.argsort(code, stable=True)
+            sizes = present[uniq]
+            self.pattern_of = torch.repeat_interleave(torch.arange(len(uniq)), sizes)
+        else:
+            uniq, inverse = torch.unique(code, return_inverse=True)
+            self.order = torch.argsort(inverse, stable=True)
+            self.pattern_of = inverse[self.order]
+            sizes = torch.bincount(inverse, minlength=len(uniq))
         self.patterns = ((uniq[:, None] >> bits) & 1).bool()
-        self.order = torch.argsort(inverse, stable=True)
-        self.pattern_of = inverse[self.order]
-        sizes = torch.bincount(inverse, minlength=len(uniq)).tolist()
+        sizes = sizes.tolist()
+        self.offsets = [0]
         self.groups = []
         for xs, keep in zip(torch.split(x[self.order], sizes), self.patterns):
             cols = torch.nonzero(keep).flatten()
             self.groups.append((cols, xs[:, cols].contiguous().numpy()))
+            self.offsets.append(self.offsets[-1] + xs.shape[0])
 
-    def __call__(self, codebook: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """``(assignments (n,) int64 in :attr:`order`, J)`` (``J`` summed in float64)."""
+    def nearest(self, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(a, dist)`` per row (in :attr:`order`), ``dist`` the squared masked distance."""
         # faiss searches fewer queries than this threshold (default 128k) with a per-query
         # loop, ~10x slower per query than its blocked kernel at these dimensions.
         saved = faiss.cvar.distance_compute_blas_threshold
@@ -131,23 +187,17 @@ class FaissL2Search:
         finally:
             faiss.cvar.distance_compute_blas_threshold = saved
 
-    def _search(self, codebook: torch.Tensor) -> tuple[torch.Tensor, float]:
-        parts, total = [], 0.0
-        for cols, xs in self.groups:
+    def _search(self, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = torch.zeros(self.offsets[-1], dtype=torch.int64)
+        dist = torch.zeros(self.offsets[-1])
+        for g, (cols, xs) in enumerate(self.groups):
+            lo, hi = self.offsets[g], self.offsets[g + 1]
             if cols is not None and cols.numel() == 0:
-                # Nothing kept: every codeword is at distance 0; codeword 0 it is.
-                parts.append(torch.zeros(xs.shape[0], dtype=torch.int64))
-                continue
+                continue  # nothing kept: every codeword is at distance 0; codeword 0 it is
             table = codebook if cols is None else codebook[:, cols]
             index = faiss.IndexFlatL2(table.shape[1])
             index.add(table.contiguous().numpy())
-            dist, idx = index.search(xs, 1)
-            parts.append(torch.from_numpy(idx[:, 0]))
-            total += float(dist.sum(dtype='float64'))
-        return torch.cat(parts).long(), total
-
-    def counts(self, assignments: torch.Tensor, k: int) -> torch.Tensor:
-        """``(k, d)`` kept-element counts per codeword, via the pattern table."""
-        num = self.patterns.shape[0]
-        per = torch.bincount(assignments * num + self.pattern_of, minlength=k * num)
-        return per.view(k, num).float() @ self.patterns.float()
+            d, i = index.search(xs, 1)
+            a[lo:hi] = torch.from_numpy(i[:, 0])
+            dist[lo:hi] = torch.from_numpy(d[:, 0])
+        return a, dist

@@ -35,7 +35,7 @@ def resnet50_subvectors(d: int) -> torch.Tensor:
 
 def objective(x: torch.Tensor, mask, codebook: torch.Tensor) -> float:
     """Exact objective of a codebook (fresh exact assignment), so both sides are scored alike."""
-    q = km._query_table(x * mask if mask is not None else x, mask)
+    q = km.query_table(x * mask if mask is not None else x, mask)
     a, _ = km.assign(q, codebook, mask is not None, backend='faiss')
     return km.masked_sse(x, mask, codebook, a)
 

@@ -1,20 +1,23 @@
 """Training step time with MVQ vs the same config dense, side by side (OpenMMLab).
 
-For each model the dense config and its MVQ config run the same number of iterations through
-``tools/train.py`` on the same data; the mean iteration time (mmengine's ``time`` field,
-first iterations dropped) is compared as a ratio. The MVQ model's weights are
-``mask * codebook[assignments]``, rebuilt on every forward; backward reaches the codewords.
+For each case the dense config and its MVQ config (codebook fine-tuning, int8 fake
+quantization on) run the same number of iterations through ``tools/train.py`` on the same
+data; the mean iteration time (mmengine's ``time`` field, first iterations dropped) is
+compared as a ratio. The MVQ model's weights are ``mask * codebook[assignments]``, rebuilt on
+every forward (``mvq_plugin.core.rebuild``); backward reaches the codewords.
 
-* ResNet-18 (mmpretrain), Fashion-MNIST 28x28, batch 16 (the test size);
+* ResNet-18 (mmpretrain), Fashion-MNIST 28x28, batch 16 (the test size) and 128 (the demo);
+* ResNet-50 (mmpretrain, the same data), batch 16: the next model size;
 * Mask R-CNN R50-FPN (mmdet), canvas set 128x128, batch 2 (the test size).
 
-    python tools/bench/mm_step_time.py [--iters 30] [--out FILE.json]
+    python tools/bench/mm_step_time.py [--iters 30] [--cases ...] [--out FILE.json]
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -24,25 +27,36 @@ sys.path.insert(0, str(REPO / 'tools'))
 from _launch import run_train  # noqa: E402  (tools/_launch.py)
 
 from mvq_plugin.integrations.mm.scalars import read_scalars  # noqa: E402
+from mvq_plugin.machine import describe_machine  # noqa: E402
 
+_RESNET = dict(dense='configs/demo/resnet18_fashion-mnist_dense.py',
+               mvq='configs/demo/resnet18_fashion-mnist_mvq.py')
+_DEPTH50 = ['backbone.depth=50', 'head.in_channels=2048']
 CASES = {
-    'resnet18': dict(
-        dense='configs/demo/resnet18_fashion-mnist_dense.py',
-        mvq='configs/demo/resnet18_fashion-mnist_mvq.py',
-        options=['train_dataloader.batch_size=16', 'train_dataloader.num_workers=0']),
-    'mask_rcnn': dict(
+    'resnet18_b16': dict(
+        _RESNET, options=['train_dataloader.batch_size=16', 'train_dataloader.num_workers=0']),
+    'resnet18_b128': dict(
+        _RESNET, options=['train_dataloader.batch_size=128', 'train_dataloader.num_workers=0']),
+    'resnet50_b16': dict(
+        _RESNET, options=['train_dataloader.batch_size=16', 'train_dataloader.num_workers=0'],
+        model_options=_DEPTH50),
+    'mask_rcnn_b2': dict(
         dense='configs/demo/mask-rcnn_r50_fpn_canvas_dense.py',
         mvq='configs/demo/mask-rcnn_r50_fpn_canvas_mvq.py',
         options=['train_dataloader.batch_size=2'], data='coco'),
 }
 
 
-def _dense_checkpoint(config: str, path: Path) -> None:
+def _dense_checkpoint(config: str, path: Path, options: list[str]) -> None:
     """The upstream model's own init as the dense checkpoint (timing only)."""
     import torch
-    from mmengine.config import Config
+    from mmengine.config import Config, DictAction
     from mmengine.registry import MODELS, init_default_scope
     cfg = Config.fromfile(str(REPO / config))
+    if options:
+        parsed = argparse.ArgumentParser()
+        parsed.add_argument('--opts', nargs='+', action=DictAction)
+        cfg.merge_from_dict(parsed.parse_args(['--opts', *options]).opts)
     init_default_scope(cfg.default_scope)
     model_cfg = copy.deepcopy(cfg.model)
     if cfg.get('data_preprocessor') is not None:
@@ -86,16 +100,23 @@ def main(argv=None) -> dict:
                                f'instances_{ann}.json']
                 common += [f'{split}_evaluator.ann_file={coco}/annotations/instances_val.json'
                            for split in ('val', 'test')]
+            model = case.get('model_options', [])
             ckpt = tmp / f'{name}_dense.pth'
-            _dense_checkpoint(case['dense'], ckpt)
-            dense = _mean_iter_time(case['dense'], tmp / f'{name}_dense', common, args.skip)
+            _dense_checkpoint(case['dense'], ckpt, [f'model.{o}' for o in model])
+            dense = _mean_iter_time(case['dense'], tmp / f'{name}_dense',
+                                    common + [f'model.{o}' for o in model], args.skip)
             mvq = _mean_iter_time(case['mvq'], tmp / f'{name}_mvq',
-                                  common + [f'load_from={ckpt}'], args.skip)
+                                  common + [f'model.model.{o}' for o in model]
+                                  + [f'load_from={ckpt}'], args.skip)
             results[name] = dict(dense_s=dense, mvq_s=mvq, ratio=mvq / dense)
-            print(f'{name:10s} dense {dense:.3f} s/iter  MVQ {mvq:.3f} s/iter  '
+            print(f'{name:14s} dense {dense:.3f} s/iter  MVQ {mvq:.3f} s/iter  '
                   f'ratio {mvq / dense:.2f}x', flush=True)
+    import torch
+    meta = dict(command='python ' + ' '.join(shlex.quote(a) for a in sys.argv),
+                machine=describe_machine(), torch_threads=torch.get_num_threads(), iters=args.iters,
+                skip=args.skip)
     if args.out:
-        Path(args.out).write_text(json.dumps(dict(iters=args.iters, results=results), indent=2))
+        Path(args.out).write_text(json.dumps(dict(meta, results=results), indent=2))
     return results
 
 

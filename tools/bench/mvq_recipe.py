@@ -18,7 +18,8 @@ steps at batch 128: sparse phase + codebook phase for MVQ = codebook phase for `
 Everything runs in-process with :func:`mvq_plugin.core.recipe.run_recipe` (the plain-PyTorch
 recipe ``MVQHook`` also runs). Finished runs are cached in the work dir (``--fresh`` reruns).
 
-    python tools/bench/mvq_recipe.py [--width 16] [--dense-iters 4000] [--budget 400]
+    python tools/bench/mvq_recipe.py [--width 16] [--dense-iters 12000] [--points 0 2 4]
+        [--budget 400]
         [--seeds 0 1 2] [--threads 2] [--work-dir work_dirs/bench_recipe] [--out docs/results]
 """
 from __future__ import annotations
@@ -27,10 +28,8 @@ import argparse
 import copy
 import functools
 import json
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ from mvq_plugin.core.finetune import evaluate
 from mvq_plugin.core.matching import Setting, accounted_bits, closest_setting, effective_macs
 from mvq_plugin.core.recipe import MVQRecipe, finetune_dense, run_recipe
 from mvq_plugin.data.fashion_mnist import load_fashion_mnist
+from mvq_plugin.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[2]
 DENSE_CFG = REPO / 'configs/demo/resnet18_fashion-mnist_dense.py'
@@ -53,7 +53,8 @@ BATCH = 128
 
 #: The MVQ 2:8 setting of each matched point (the ratio follows from the width).
 POINTS = (Setting('mvq', 16, 256, 2, 8), Setting('mvq', 8, 64, 2, 8),
-          Setting('mvq', 16, 32, 2, 8), Setting('mvq', 16, 16, 2, 8))
+          Setting('mvq', 16, 32, 2, 8), Setting('mvq', 16, 16, 2, 8),
+          Setting('mvq', 16, 4, 2, 8))
 #: ``k`` candidates when matching bits: powers of two and the steps between them (index bits
 #: are ``ceil(log2 k)``, so a k between powers trades codebook bits at equal index bits).
 CODEWORDS = tuple(sorted({int(f * 2 ** i) for i in range(3, 14) for f in (1, 1.25, 1.5, 1.75)}))
@@ -74,21 +75,6 @@ ROWS = {
     'mvq 4:8 + sparse + KD + data-aware': ('mvq', '4:8', True, True, True),
 }
 COLUMNS = ('pruned', 'sparse_finetuned', 'clustered', 'finetuned')
-
-
-def machine() -> str:
-    """CPU model, cores and ISA level, for every figure."""
-    name = platform.processor() or platform.machine()
-    try:
-        info = subprocess.run(['lscpu'], capture_output=True, text=True).stdout
-        name = next((ln.split(':', 1)[1].strip() for ln in info.splitlines()
-                     if ln.startswith('Model name')), name)
-        flags = next((ln for ln in info.splitlines() if ln.startswith('Flags')), '')
-        isa = 'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'
-    except OSError:
-        isa = '?'
-    return (f'{name}, {torch.get_num_threads()} torch threads, {isa}, '
-            f'torch {torch.__version__}')
 
 
 @functools.lru_cache(maxsize=None)
@@ -410,12 +396,12 @@ def write_markdown(path: Path, meta: dict[str, Any], summary: dict[str, Any]) ->
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     p.add_argument('--width', type=int, default=16)
-    p.add_argument('--dense-iters', type=int, default=4000)
+    p.add_argument('--dense-iters', type=int, default=12000)
     p.add_argument('--budget', type=int, default=400)
     p.add_argument('--lr', type=float, default=0.01)
     p.add_argument('--kmeans-iters', type=int, default=20)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--points', type=int, nargs='+', default=list(range(len(POINTS))),
+    p.add_argument('--points', type=int, nargs='+', default=[0, 2, 4],
                    help='indices into POINTS')
     p.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS), metavar='ROW',
                    help='rows to run (default: all)')
@@ -461,7 +447,7 @@ def main(argv=None) -> dict[str, Any]:
     summary = summarize(records, {i: points[i] for i in args.points}, dense_top1)
     model = build_model(args.width)
     meta = dict(command='python ' + ' '.join(shlex.quote(a) for a in sys.argv),
-                machine=machine(), wall_s=time.perf_counter() - start, runs=len(records),
+                machine=describe_machine(), wall_s=time.perf_counter() - start, runs=len(records),
                 run_s=sum(r['wall_s'] for r in records),
                 cached=len(records) - ran, width=args.width, dense_iters=args.dense_iters,
                 budget=args.budget, lr=args.lr, seeds=args.seeds,
