@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mvq_plugin.core import kmeans as km
-from mvq_plugin.core import masked_kmeans, nm_mask
+from mvq_plugin.core import masked_kmeans, nm_mask, search
 
 
 def _data(n=400, d=8, seed=0):
@@ -100,9 +100,9 @@ def test_backends_agree():
     x, mask = _data(n=5000)
     codebook = torch.randn(32, 8) * 3
     for m in (None, mask):
-        q = km.query_table(x * m if m is not None else x, m)
-        a_t, best_t = km.assign(q, codebook, m is not None, backend='torch', chunk_size=777)
-        a_f, best_f = km.assign(q, codebook, m is not None, backend='faiss')
+        q = search.query_table(x * m if m is not None else x, m)
+        a_t, best_t = search.assign(q, codebook, m is not None, backend='torch', chunk_size=777)
+        a_f, best_f = search.assign(q, codebook, m is not None, backend='faiss')
         assert (a_t == a_f).float().mean() > 0.999  # differ only on float32 near-ties
         assert torch.allclose(best_t, best_f, rtol=1e-5, atol=1e-3)
         full_t = masked_kmeans(x, m, 32, iters=8, seed=4, backend='torch')
