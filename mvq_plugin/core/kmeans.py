@@ -36,9 +36,10 @@ mask has at most ``C(M, N)^(d/M)`` patterns) and searches each group in its kept
 only, ``|| m_i * (w_i - c_j) ||^2 = || w_i[K] - c_j[K] ||^2`` for the kept set ``K``. The
 search returns the per-vector objective, so no extra pass computes ``J``.
 
-The update keeps per-codeword sums and weights in float64 and moves only the rows whose
-codeword changed (:class:`_RunningSums`), so after the first few iterations it costs far
-less than the search instead of a full indexed add over ``n x d`` per iteration.
+The update recounts per-codeword sums and weights every iteration (:class:`_ClusterSums`), in
+float32 partial sums accumulated in float64. With the pattern groups, each group is summed in
+its kept coordinates only and its weights are plain counts, so a 2:8 update reads a quarter
+of ``n x d``.
 """
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def _masked_dist_to(x: torch.Tensor, w: torch.Tensor | None, sqnorm: torch.Tenso
 
 
 def _init_codebook(x: torch.Tensor, raw: torch.Tensor, w: torch.Tensor | None,
-                   sqnorm: torch.Tensor, k: int, init: str, gen: torch.Generator) -> torch.Tensor:
+                   k: int, init: str, gen: torch.Generator) -> torch.Tensor:
     """Initial codewords: masked k-means++ on a seeded subsample, or random vectors.
 
     ``x`` are the weighted queries ``v * w``, ``raw`` the vectors themselves (zero where
@@ -123,7 +124,8 @@ def _init_codebook(x: torch.Tensor, raw: torch.Tensor, w: torch.Tensor | None,
         return raw[torch.randperm(n, generator=gen)[:k].to(x.device)].clone()
     sample = min(n, KMEANSPP_SAMPLE_PER_CENTROID * k)
     rows = torch.randperm(n, generator=gen)[:sample].to(x.device)
-    xs, rs, ws, ns = x[rows], raw[rows], (w[rows] if w is not None else None), sqnorm[rows]
+    xs, rs, ws = x[rows], raw[rows], (w[rows] if w is not None else None)
+    ns = (xs * rs).sum(1)  # sum_t v_t w_t^2
     chosen = [int(torch.randint(sample, (1,), generator=gen))]
     dist = _masked_dist_to(xs, ws, ns, rs[chosen[0]])
     for _ in range(1, k):
@@ -140,12 +142,14 @@ def _init_codebook(x: torch.Tensor, raw: torch.Tensor, w: torch.Tensor | None,
 
 
 def _reseed_empty(codebook: torch.Tensor, x: torch.Tensor, w: torch.Tensor | None,
-                  assignments: torch.Tensor, gen: torch.Generator) -> int:
+                  assignments: torch.Tensor, gen: torch.Generator,
+                  order: torch.Tensor | None = None) -> int:
     """Moves every memberless codeword onto a random member of the largest cluster.
 
     ``x`` are the vectors themselves (zero where the weight is 0), not the weighted queries.
     The member's kept elements replace the codeword's; positions the member prunes keep the
-    largest cluster's values. Returns the number of re-seeded codewords.
+    largest cluster's values. ``assignments`` may be in a permuted row order: row ``r`` of
+    it is row ``order[r]`` of ``x`` and ``w``. Returns the number of re-seeded codewords.
     """
     k = codebook.shape[0]
     sizes = torch.bincount(assignments, minlength=k).cpu()
@@ -154,6 +158,8 @@ def _reseed_empty(codebook: torch.Tensor, x: torch.Tensor, w: torch.Tensor | Non
         big = int(torch.argmax(sizes))
         members = torch.nonzero(assignments == big).flatten()
         i = members[int(torch.randint(members.numel(), (1,), generator=gen))]
+        if order is not None:
+            i = order[i]
         row = codebook[big].clone()
         if w is None:
             row = x[i].clone()
@@ -224,38 +230,34 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     if weights is not None:
         h = weights.detach().to(device=raw.device, dtype=torch.float32)
         w = h if w is None else w * h
-    if w is not None:
+    if weights is not None:
         raw = raw * (w > 0)
-    x = (raw * w if w is not None else raw).contiguous()  # the queries' v * w
-    sqnorm = (x * raw).sum(1)  # sum_t v_t w_t^2
+        x = (raw * w).contiguous()  # the queries' v * w
+    else:  # 0/1 weights: v * w is the masked vector itself
+        raw = x = (raw * w if w is not None else raw).contiguous()
 
     if isinstance(init, torch.Tensor):
         codebook = init.detach().to(device=x.device, dtype=torch.float32).clone()
     else:
-        codebook = _init_codebook(x, raw, w, sqnorm, k, init, gen)
+        codebook = _init_codebook(x, raw, w, k, init, gen)
 
     searcher = None
     if backend == 'faiss' and n * k >= FAISS_MIN_WORK and weights is None:
         searcher = FaissL2Search(x, w.bool() if w is not None else None)
         if searcher.patterns is not None and len(searcher.groups) > MAX_MASK_PATTERNS:
             searcher = None  # too many patterns: the 2d-dimensional inner-product form
-    order = searcher.order if searcher is not None else None
-    if order is not None:  # work in pattern order; undone on return
-        x, raw, w = x[order], raw[order], w[order]
+    order = searcher.order if searcher is not None else None  # a runs in pattern order
     if searcher is None:
         searcher = GemmSearch(x, raw, w, backend, chunk_size)
 
     a, dist = searcher.nearest(codebook)
     history = [float(dist.double().sum())]
     result = KMeansResult(codebook, a, history)
-    totals = _RunningSums(x, w, a, k)
+    totals = _ClusterSums(searcher, x, w, k)
     for _ in range(iters):
-        codebook = totals.codebook(codebook)
-        result.reseeded += _reseed_empty(codebook, raw, w, a, gen)
-        found, dist = searcher.nearest(codebook)
-        moved = torch.nonzero(found != a).flatten()
-        totals.move(moved, a[moved], found[moved], found)
-        a = found
+        codebook = totals.codebook(a, codebook)
+        result.reseeded += _reseed_empty(codebook, raw, w, a, gen, order)
+        a, dist = searcher.nearest(codebook)
         history.append(float(dist.double().sum()))
         result.iterations += 1
         prev, cur = history[-2], history[-1]
@@ -268,61 +270,59 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     return result
 
 
-class _RunningSums:
-    """Per-codeword sums ``sum v*w`` and weights ``sum v`` (float64), moved row by row.
+class _ClusterSums:
+    """Per-codeword sums ``sum v*w`` and weights ``sum v``, recounted from the assignments.
 
-    The update ``c_jt = sum_i v_it w_it / sum_i v_it`` then costs O(rows that changed
-    codeword) instead of O(n d) per iteration (a full recount when most rows moved).
+    Float32 partial sums (per chunk of rows, or per mask-pattern group) are accumulated in
+    float64. With a :class:`~mvq_plugin.core.search.FaissL2Search` over mask patterns, every
+    group is a contiguous row range with one kept set: its sums touch the kept coordinates
+    only and its weights are codeword counts.
+
+    Args:
+        searcher: The run's searcher (its pattern groups are used when it has them).
+        x: ``(n, d)`` weighted vectors ``v * w`` (used without pattern groups).
+        w: ``(n, d)`` weights ``v`` or ``None`` (all ones).
+        k: Number of codewords.
     """
 
     CHUNK = 1 << 20
 
-    def __init__(self, x: torch.Tensor, w: torch.Tensor | None, a: torch.Tensor, k: int) -> None:
-        self.x, self.w, self.k = x, w, k
-        self.recount(a)
+    def __init__(self, searcher, x: torch.Tensor, w: torch.Tensor | None, k: int) -> None:
+        self.k, self.d = k, x.shape[1]
+        self.groups = None
+        if getattr(searcher, 'patterns', None) is not None:
+            self.groups = [(lo, hi, cols, torch.from_numpy(xs).t().contiguous())
+                           for lo, hi, (cols, xs) in zip(searcher.offsets, searcher.offsets[1:],
+                                                         searcher.groups) if cols.numel()]
+        self.x, self.w = x, w
 
-    def recount(self, a: torch.Tensor) -> None:
-        """Sums and weights from scratch (float32 partial sums per chunk of rows)."""
-        d = self.x.shape[1]
-        self.sums = torch.zeros(self.k, d, dtype=torch.float64, device=self.x.device)
-        self.weights = torch.zeros(self.k, d if self.w is not None else 1,
-                                   dtype=torch.float64, device=self.x.device)
-        for start in range(0, self.x.shape[0], self.CHUNK):
+    def totals(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sums (k, d), weights (k, d) or (k, 1))`` in float64 for assignments ``a``."""
+        k, d, dev = self.k, self.d, a.device
+        sums = torch.zeros(k, d, dtype=torch.float64, device=dev)
+        if self.groups is not None:
+            weights = torch.zeros(k, d, dtype=torch.float64, device=dev)
+            for lo, hi, cols, columns in self.groups:  # columns: (kept, rows)
+                part = a[lo:hi]
+                weights[:, cols] += torch.bincount(part, minlength=k).double()[:, None]
+                for col, values in zip(cols.tolist(), columns):
+                    sums[:, col] += torch.bincount(part, weights=values, minlength=k)
+            return sums, weights
+        weights = torch.zeros(k, d if self.w is not None else 1, dtype=torch.float64,
+                              device=dev)
+        for start in range(0, a.shape[0], self.CHUNK):
             rows = slice(start, start + self.CHUNK)
-            self._add(a[rows], self.x[rows], self.w[rows] if self.w is not None else None)
+            part = a[rows]
+            sums += torch.zeros(k, d, device=dev).index_add_(0, part, self.x[rows]).double()
+            if self.w is None:
+                weights[:, 0] += torch.bincount(part, minlength=k).double()
+            else:
+                weights += torch.zeros(k, d, device=dev).index_add_(0, part,
+                                                                    self.w[rows]).double()
+        return sums, weights
 
-    def _add(self, a: torch.Tensor, x: torch.Tensor, w: torch.Tensor | None,
-             sign: torch.Tensor | None = None) -> None:
-        k = self.k
-        if sign is not None:
-            x = x * sign[:, None]
-        self.sums += torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device
-                                 ).index_add_(0, a, x).double()
-        if w is None:
-            counts = (torch.bincount(a, minlength=k) if sign is None
-                      else torch.bincount(a, weights=sign, minlength=k))
-            self.weights[:, 0] += counts.double()
-        else:
-            if sign is not None:
-                w = w * sign[:, None]
-            self.weights += torch.zeros(k, w.shape[1], dtype=w.dtype, device=w.device
-                                        ).index_add_(0, a, w).double()
-
-    def move(self, rows: torch.Tensor, old: torch.Tensor, new: torch.Tensor,
-             a: torch.Tensor) -> None:
-        """Rows ``rows`` leave codewords ``old`` for ``new``; ``a`` is the new assignment."""
-        if 2 * rows.numel() > a.numel():
-            self.recount(a)
-        elif rows.numel():
-            both = torch.cat([rows, rows])
-            sign = torch.ones(both.numel(), dtype=self.x.dtype, device=self.x.device)
-            sign[:rows.numel()] = -1
-            self._add(torch.cat([old, new]), self.x[both],
-                      self.w[both] if self.w is not None else None, sign)
-
-    def codebook(self, previous: torch.Tensor) -> torch.Tensor:
+    def codebook(self, a: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """The updated codebook (``previous`` where a coordinate has no weight)."""
-        weights = self.weights.expand_as(self.sums)
-        # Moving rows out and back can leave a rounding residue on an emptied coordinate.
-        empty = weights <= 1e-9 * weights.amax()
-        return torch.where(empty, previous, (self.sums / weights.clamp(min=1e-300)).float())
+        sums, weights = self.totals(a)
+        weights = weights.expand_as(sums)
+        return torch.where(weights > 0, (sums / weights.clamp(min=1e-300)).float(), previous)

@@ -144,37 +144,34 @@ class FaissL2Search:
     Attributes:
         order: Row permutation into pattern order (``None`` for plain k-means).
         patterns: ``(P, d)`` bool kept sets (``None`` for plain k-means).
-        pattern_of: ``(n,)`` pattern index of each vector, in pattern order.
     """
 
     def __init__(self, x: torch.Tensor, mask: torch.Tensor | None) -> None:
-        self.order = self.patterns = self.pattern_of = None
+        self.order = self.patterns = None
         if mask is None:
             self.groups = [(None, x.contiguous().numpy())]
             self.offsets = [0, x.shape[0]]
             return
         d = mask.shape[1]
         bits = torch.arange(d, dtype=torch.int64)
-        code = (mask.long() << bits).sum(1)
-        if d <= 20:  # a counting sort over the 2^d codes
+        if d <= 20:  # a counting sort over the 2^d codes (exact in float32 up to 2^24)
+            code = (mask.to(torch.float32) @ (2.0 ** bits.float())).long()
             present = torch.bincount(code, minlength=2 ** d)
             uniq = torch.nonzero(present).flatten()
             self.order = torch.argsort(code, stable=True)
             sizes = present[uniq]
-            self.pattern_of = torch.repeat_interleave(torch.arange(len(uniq)), sizes)
         else:
+            code = (mask.long() << bits).sum(1)
             uniq, inverse = torch.unique(code, return_inverse=True)
             self.order = torch.argsort(inverse, stable=True)
-            self.pattern_of = inverse[self.order]
             sizes = torch.bincount(inverse, minlength=len(uniq))
         self.patterns = ((uniq[:, None] >> bits) & 1).bool()
-        sizes = sizes.tolist()
-        self.offsets = [0]
+        self.offsets = [0] + torch.cumsum(sizes, 0).tolist()
         self.groups = []
-        for xs, keep in zip(torch.split(x[self.order], sizes), self.patterns):
+        for g, keep in enumerate(self.patterns):  # gather each group's kept columns only
             cols = torch.nonzero(keep).flatten()
-            self.groups.append((cols, xs[:, cols].contiguous().numpy()))
-            self.offsets.append(self.offsets[-1] + xs.shape[0])
+            rows = self.order[self.offsets[g]:self.offsets[g + 1]]
+            self.groups.append((cols, x[rows[:, None], cols].numpy()))
 
     def nearest(self, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(a, dist)`` per row (in :attr:`order`), ``dist`` the squared masked distance."""
@@ -188,16 +185,20 @@ class FaissL2Search:
             faiss.cvar.distance_compute_blas_threshold = saved
 
     def _search(self, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a = torch.zeros(self.offsets[-1], dtype=torch.int64)
-        dist = torch.zeros(self.offsets[-1])
-        for g, (cols, xs) in enumerate(self.groups):
-            lo, hi = self.offsets[g], self.offsets[g + 1]
-            if cols is not None and cols.numel() == 0:
+        # faiss writes into views of the outputs and no torch op runs between its calls:
+        # torch's and faiss's OpenMP pools are separate, and a torch op between two searches
+        # leaves torch's threads spinning on the cores faiss is using.
+        a = torch.zeros(self.offsets[-1], 1, dtype=torch.int64)
+        dist = torch.zeros(self.offsets[-1], 1)
+        tables = [None if cols is not None and cols.numel() == 0 else
+                  (codebook if cols is None else codebook[:, cols]).contiguous().numpy()
+                  for cols, _ in self.groups]
+        a_out, dist_out = a.numpy(), dist.numpy()
+        for g, ((_, xs), table) in enumerate(zip(self.groups, tables)):
+            if table is None:
                 continue  # nothing kept: every codeword is at distance 0; codeword 0 it is
-            table = codebook if cols is None else codebook[:, cols]
+            lo, hi = self.offsets[g], self.offsets[g + 1]
             index = faiss.IndexFlatL2(table.shape[1])
-            index.add(table.contiguous().numpy())
-            d, i = index.search(xs, 1)
-            a[lo:hi] = torch.from_numpy(i[:, 0])
-            dist[lo:hi] = torch.from_numpy(d[:, 0])
-        return a, dist
+            index.add(table)
+            index.search(xs, 1, D=dist_out[lo:hi], I=a_out[lo:hi])
+        return a[:, 0], dist[:, 0]

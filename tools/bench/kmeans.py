@@ -8,20 +8,20 @@ told to use every point (``max_points_per_centroid`` large) so that neither subs
 Prints time ratios (ours / faiss) and final-objective ratios, plus the wall time of a whole
 ResNet-50 MVQ compression (per-layer masked k-means, 50 iterations).
 
-``--scaling`` adds how the cost grows: masked 2:8 k-means (d=8, 2 iterations, random init) on
+``--scaling`` adds how the cost grows: masked 2:8 k-means (d=8, 3 iterations, random init) on
 seeded Gaussian vectors for n = 0.1M, 1M, 10M at k=256 and k = 256, 1024, 4096 at n=1M, each
-in a fresh process: seconds per iteration, seconds per iteration per (n*k), and the peak RSS
-above the process's RSS once the data exist (so the table shows memory bounded by the search
-chunks, not by n*k).
+in a fresh process: seconds per iteration (set-up apart), seconds per iteration per (n*k), and
+the peak RSS during the run above the process's RSS once the data exist (so the table shows
+what memory grows with: the data, not n*k).
 
-    python tools/bench/kmeans.py [--iters 20] [--k 256] [--threads 2] [--scaling]
+    python tools/bench/kmeans.py [--iters 20] [--k 256] [--threads 2] [--rounds 3] [--scaling]
         [--out FILE.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -38,9 +38,13 @@ from mvq_plugin.core.blocking import to_subvectors
 from mvq_plugin.machine import describe_machine
 
 
-def resnet50_subvectors(d: int) -> torch.Tensor:
+def resnet50() -> torch.nn.Module:
     torch.manual_seed(0)  # the same random init every run
-    model = torchvision.models.resnet50()
+    return torchvision.models.resnet50()
+
+
+def resnet50_subvectors(d: int) -> torch.Tensor:
+    model = resnet50()
     rows = [to_subvectors(mod.weight.detach(), d) for name, mod in model.named_modules()
             if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) and name != 'conv1']
     return torch.cat(rows).contiguous()
@@ -57,30 +61,44 @@ SCALING = [(100_000, 256), (1_000_000, 256), (10_000_000, 256), (1_000_000, 1024
            (1_000_000, 4096)]
 
 
-def _rss_mib() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _reset_peak_rss() -> None:
+    """Resets this process's peak RSS (Linux ``clear_refs`` 5), so imports do not count."""
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
 
 
-def _current_rss_mib() -> float:
-    with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def _rss_mib(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak since the last reset) of this process, in MiB."""
+    with open('/proc/self/status') as f:
+        line = next(row for row in f if row.startswith(field + ':'))
+    return int(line.split()[1]) / 1024
 
 
-def scaling_row(n: int, k: int, threads: int, iters: int = 2) -> dict:
-    """One (n, k) point, measured in this (fresh) process."""
+def scaling_row(n: int, k: int, threads: int, iters: int = 3) -> dict:
+    """One (n, k) point, measured in this (fresh) process.
+
+    Seconds per iteration are ``(t(iters) - t(0)) / iters``, so the one-off set-up (pattern
+    grouping, first search) is not spread over the iterations; it is reported apart.
+    """
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, 8, generator=gen)
     mask = mvq.core.nm_mask(x.abs(), 2, 8)
-    base = _current_rss_mib()
-    res, t = timed(lambda: mvq.core.masked_kmeans(x, mask, k, iters=iters, tol=0.0,
-                                                 init='random', seed=0))
-    return dict(n=n, k=k, iters=res.iterations, seconds=t, s_per_iter=t / max(iters, 1),
-                ns_per_iter_per_nk=1e9 * t / max(iters, 1) / (n * k),
+
+    def run(steps):
+        return timed(lambda: mvq.core.masked_kmeans(x, mask, k, iters=steps, tol=0.0,
+                                                   init='random', seed=0))[1]
+
+    setup = run(0)
+    base = _rss_mib('VmRSS')
+    _reset_peak_rss()
+    t = run(iters)
+    per_iter = (t - setup) / iters
+    return dict(n=n, k=k, iters=iters, setup_seconds=setup, seconds=t, s_per_iter=per_iter,
+                ns_per_iter_per_nk=1e9 * per_iter / (n * k),
                 data_mib=(x.numel() * 4 + mask.numel()) / 2**20,
-                peak_above_data_mib=_rss_mib() - base)
+                peak_above_data_mib=_rss_mib('VmHWM') - base)
 
 
 def scaling(threads: int) -> list[dict]:
@@ -91,7 +109,8 @@ def scaling(threads: int) -> list[dict]:
                              check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         r = rows[-1]
-        print(f'n={n:>10,} k={k:5d}: {r["s_per_iter"]:7.2f} s/iter, '
+        print(f'n={n:>10,} k={k:5d}: {r["s_per_iter"]:7.3f} s/iter (set-up '
+              f'{r["setup_seconds"]:.2f} s), '
               f'{r["ns_per_iter_per_nk"]:.3f} ns per n*k, peak +{r["peak_above_data_mib"]:.0f} MiB '
               f'over {r["data_mib"]:.0f} MiB of data', flush=True)
     return rows
@@ -110,6 +129,8 @@ def main(argv=None) -> dict:
     p.add_argument('--d', type=int, default=8)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--rounds', type=int, default=3,
+                   help='interleaved faiss/ours rounds (ratios: median and range)')
     p.add_argument('--skip-compress', action='store_true')
     p.add_argument('--scaling', action='store_true', help='add the (n, k) scaling table')
     p.add_argument('--scaling-row', type=int, nargs=2, metavar=('N', 'K'),
@@ -134,43 +155,62 @@ def main(argv=None) -> dict:
         kmf.train(x.numpy())
         return torch.from_numpy(kmf.centroids)
 
-    c_faiss, t_faiss = timed(run_faiss)
-    rows = {}
-    for label, m_, backend in [('plain (faiss search)', None, 'faiss'),
-                               ('plain (torch GEMM)', None, 'torch'),
-                               ('masked 2:8 (faiss search)', mask, 'faiss'),
-                               ('masked 2:8 (torch GEMM)', mask, 'torch')]:
-        res, t = timed(lambda: mvq.core.masked_kmeans(x, m_, args.k, iters=args.iters, tol=0.0,
-                                                 init='random', seed=args.seed,
-                                                 backend=backend))
-        ours = objective(x, m_, res.codebook)
-        ref = objective(x, m_, c_faiss)  # faiss's plain centroids scored on the same objective
-        rows[label] = dict(seconds=t, time_ratio_vs_faiss_plain=t / t_faiss,
-                           objective=ours, objective_ratio_vs_faiss=ours / ref)
-    result = dict(n=n, d=args.d, k=args.k, iters=args.iters, threads=args.threads,
-                  faiss_seconds=t_faiss, runs=rows)
+    def run_ours(m_, backend):
+        return timed(lambda: mvq.core.masked_kmeans(x, m_, args.k, iters=args.iters, tol=0.0,
+                                                    init='random', seed=args.seed,
+                                                    backend=backend))
 
-    if not args.skip_compress:
-        model = torchvision.models.resnet50()
-        cfg = mvq.MVQConfig(block_size=args.d, num_codewords=args.k, kmeans_iters=50,
-                            seed=args.seed)
-        report, t = timed(lambda: mvq.compress(model, cfg))
-        result['resnet50_compress'] = dict(seconds=t, layers=len(report.layers),
-                                           iterations=sum(r.iterations for r in report.layers))
+    cfg = mvq.MVQConfig(block_size=args.d, num_codewords=args.k, kmeans_iters=50,
+                        seed=args.seed)
+    cases = [('plain (faiss search)', None, 'faiss'), ('masked 2:8 (faiss search)', mask, 'faiss'),
+             ('plain (torch GEMM)', None, 'torch'), ('masked 2:8 (torch GEMM)', mask, 'torch')]
+    # Rounds interleave faiss and ours, so each ratio compares runs seconds apart; the slow
+    # torch-GEMM rows run in the first round only.
+    rows, faiss_times, compress = {}, [], []
+    for round_ in range(args.rounds):
+        c_faiss, t_faiss = timed(run_faiss)
+        faiss_times.append(t_faiss)
+        for label, m_, backend in cases:
+            if backend == 'torch' and round_:
+                continue
+            res, t = run_ours(m_, backend)
+            row = rows.setdefault(label, dict(seconds=[], ratios=[]))
+            row['seconds'].append(t)
+            row['ratios'].append(t / t_faiss)
+            if round_ == 0:
+                ours = objective(x, m_, res.codebook)
+                ref = objective(x, m_, c_faiss)  # faiss's plain centroids, same objective
+                row.update(objective=ours, objective_ratio_vs_faiss=ours / ref)
+        if not args.skip_compress:
+            report, t = timed(lambda: mvq.compress(resnet50(), cfg))
+            compress.append(dict(seconds=t, ratio_vs_faiss=t / t_faiss,
+                                 layers=len(report.layers),
+                                 iterations=sum(r.iterations for r in report.layers)))
+    for row in rows.values():
+        row['time_ratio_vs_faiss_plain'] = statistics.median(row['ratios'])
+    result = dict(n=n, d=args.d, k=args.k, iters=args.iters, threads=args.threads,
+                  rounds=args.rounds, faiss_seconds=faiss_times, runs=rows)
+    if compress:
+        result['resnet50_compress'] = dict(
+            runs=compress, seconds=statistics.median(c['seconds'] for c in compress))
 
     if args.scaling:
         result['scaling'] = scaling(args.threads)
     result['machine'] = describe_machine()
     print(f'\n{result["machine"]}')
-    print(f'faiss Kmeans (plain, all points): {t_faiss:.2f} s')
-    print(f'{"ours":28s} {"time / faiss":>12s} {"objective / faiss":>18s}')
+    print(f'faiss Kmeans (plain, all points), per round: '
+          f'{", ".join(f"{t:.2f}" for t in faiss_times)} s')
+    print(f'{"ours":28s} {"time / faiss (median [range] over rounds)":>44s} '
+          f'{"objective / faiss":>18s}')
     for label, r in rows.items():
-        print(f'{label:28s} {r["time_ratio_vs_faiss_plain"]:12.2f} '
+        span = f'[{min(r["ratios"]):.2f}, {max(r["ratios"]):.2f}]'
+        print(f'{label:28s} {r["time_ratio_vs_faiss_plain"]:30.2f} {span:>13s} '
               f'{r["objective_ratio_vs_faiss"]:18.4f}')
-    if 'resnet50_compress' in result:
-        rc = result['resnet50_compress']
+    if compress:
+        per_round = ', '.join(f'{c["seconds"]:.1f}' for c in compress)
         print(f'\nwhole ResNet-50 MVQ compression (2:8, k={args.k}, <=50 iters, '
-              f'{rc["layers"]} layers): {rc["seconds"]:.1f} s')
+              f'{compress[0]["layers"]} layers), per round: '
+              f'{per_round} s')
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(result, f, indent=2)
