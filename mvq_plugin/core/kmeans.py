@@ -230,7 +230,6 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     if weights is not None:
         h = weights.detach().to(device=raw.device, dtype=torch.float32)
         w = h if w is None else w * h
-    if weights is not None:
         raw = raw * (w > 0)
         x = (raw * w).contiguous()  # the queries' v * w
     else:  # 0/1 weights: v * w is the masked vector itself
@@ -290,7 +289,7 @@ class _ClusterSums:
     def __init__(self, searcher, x: torch.Tensor, w: torch.Tensor | None, k: int) -> None:
         self.k, self.d = k, x.shape[1]
         self.groups = None
-        if getattr(searcher, 'patterns', None) is not None:
+        if searcher.patterns is not None:
             self.groups = [(lo, hi, cols, torch.from_numpy(xs).t().contiguous())
                            for lo, hi, (cols, xs) in zip(searcher.offsets, searcher.offsets[1:],
                                                          searcher.groups) if cols.numel()]

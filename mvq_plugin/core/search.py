@@ -112,7 +112,7 @@ class GemmSearch:
         chunk_size: Rows per torch GEMM.
     """
 
-    order = None
+    order = patterns = None  # rows stay in their own order; no pattern groups
 
     def __init__(self, x: torch.Tensor, raw: torch.Tensor, v: torch.Tensor | None,
                  backend: str, chunk_size: int) -> None:
