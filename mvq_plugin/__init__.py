@@ -13,6 +13,7 @@ Importing it imports neither mmengine nor timm. OpenMMLab configs name the parts
 registers them (``custom_imports=dict(imports=['mvq_plugin'])`` keeps working).
 """
 from . import hw
+from .allocation import Allocation, Budget, ChoiceSpace, allocate
 from .core import (
     MVQConfig,
     MVQRecipe,
@@ -30,10 +31,12 @@ from .version import __version__  # noqa: E402
 
 #: What a user calls; building blocks stay reachable by their module (``mvq_plugin.core``,
 #: ``mvq_plugin.core.kmeans``, ``mvq_plugin.io``, ...). ``hw.estimate`` costs a model on the
-#: accelerator model.
+#: accelerator model;
+#: ``allocate`` chooses per-layer settings for a size, energy or cycle budget.
 __all__ = [
     'MVQConfig', 'plan', 'compress', 'MVQRecipe', 'run_recipe', 'compression_stats',
     'codebook_param_groups',
     'set_codebook_quant', 'quantized_layers', 'to_dense', 'save', 'load', 'ArtifactError', 'hw',
+    'allocate', 'Budget', 'ChoiceSpace', 'Allocation',
     '__version__',
 ]

@@ -29,6 +29,7 @@ for 8-bit weights), so a dense tile always loads in ``rows`` cycles.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -208,7 +209,8 @@ def get_arch(arch: 'str | ArrayConfig | dict[str, Any]' = 'mvq', **overrides: An
     """Resolve a preset name, a dict or an :class:`ArrayConfig`, then apply ``overrides``.
 
     Args:
-        arch: ``'ws'``, ``'ews'``, ``'mvq'``, a dict of fields (``preset`` may name the base),
+        arch: ``'ws'``, ``'ews'``, ``'mvq'`` (``'mvq_32x32'``: the preset with 32 rows and
+            32 columns), a dict of fields (``preset`` may name the base),
             or a config.
         **overrides: Field values to replace (``None`` values are ignored).
 
@@ -218,9 +220,15 @@ def get_arch(arch: 'str | ArrayConfig | dict[str, Any]' = 'mvq', **overrides: An
     if isinstance(arch, ArrayConfig):
         cfg = arch
     elif isinstance(arch, str):
-        if arch not in PRESETS:
-            raise ValueError(f'unknown arch {arch!r}; presets: {sorted(PRESETS)}')
-        cfg = PRESETS[arch]
+        sized = re.fullmatch(r'([a-z]+)_(\d+)x(\d+)', arch)
+        if sized and sized.group(1) in PRESETS:
+            cfg = PRESETS[sized.group(1)].with_(rows=int(sized.group(2)),
+                                                cols=int(sized.group(3)))
+        elif arch in PRESETS:
+            cfg = PRESETS[arch]
+        else:
+            raise ValueError(f'unknown arch {arch!r}; presets: {sorted(PRESETS)}, optionally '
+                             f"sized as '<preset>_<rows>x<cols>' (e.g. 'mvq_64x64')")
     elif isinstance(arch, dict):
         values = dict(arch)
         base = values.pop('preset', None)

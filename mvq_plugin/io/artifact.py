@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..core.channels import CHANNELS_ATTR, ChannelPruning, apply_channel_pruning
 from ..core.compress import CONFIG_ATTR
 from ..core.config import MVQConfig
 from ..core.parametrize import STAGE_CLUSTERED, MVQWeight, attach_mvq_weight, quantized_layers
@@ -168,9 +170,12 @@ def save(model: nn.Module, path: str | os.PathLike, *, float_dtype: str = 'float
         entry.update(add(_tensor_bytes(value, dtype)))
         tensor_entries.append(entry)
 
+    channels = getattr(model, CHANNELS_ATTR, None)
     header = dict(format='mvq', version=FORMAT_VERSION, producer=f'mvq_plugin {__version__}',
                   config=_config_dict(model, config), float_dtype=float_dtype,
                   data_bytes=offset, layers=layer_entries, tensors=tensor_entries)
+    if channels is not None:
+        header['channel_pruning'] = channels.to_dict()
     raw = json.dumps(header, separators=(',', ':'), allow_nan=False).encode('utf-8')
     blob = zlib.compress(raw, 9)
     preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, FLAG_HEADER_ZLIB, len(blob), _crc(blob))
@@ -237,7 +242,9 @@ def load(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> Arti
     on, so the model computes exactly what the saved model computed with
     ``set_codebook_quant(model, True)``. Every uncompressed tensor is loaded through
     ``load_state_dict``. A dense layer keeps its current weight as the frozen ``original``.
-    The stored MVQConfig, if any, is put back as ``model.mvq_config``.
+    The stored MVQConfig, if any, is put back as ``model.mvq_config``. The artifact of a
+    channel-pruned model (:func:`~mvq_plugin.core.channels.prune_channels`) carries its
+    pruning record: a model built unpruned is pruned the same way first.
 
     The file and its fit to the model are checked completely before the model is changed,
     so an error leaves the model as it was.
@@ -266,6 +273,23 @@ def load(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> Arti
             the reverse.
     """
     art = read_artifact(path)
+    record = art.header.get('channel_pruning')
+    if record is not None:
+        try:
+            record = ChannelPruning.from_dict(record)
+        except (TypeError, ValueError) as err:
+            raise CorruptArtifactError(art.path, f'channel_pruning: {err}') from None
+        if getattr(model, CHANNELS_ATTR, None) != record:
+            # The artifact's model was channel-pruned: give this one the same structure,
+            # trying the whole load on a copy first so that a misfit leaves it unchanged.
+            trial = copy.deepcopy(model)
+            apply_channel_pruning(trial, record)
+            _load_into(trial, art, strict)
+            apply_channel_pruning(model, record)
+    return _load_into(model, art, strict)
+
+
+def _load_into(model: nn.Module, art: Any, strict: bool) -> ArtifactInfo:
     path = art.path
     model_q = quantized_layers(model)
     excluded = [_sd_prefix(n) + 'parametrizations.weight.' for n in model_q]
