@@ -113,8 +113,9 @@ class Allocation:
     def check(self, model: nn.Module, **hw_kwargs: Any) -> dict[str, float]:
         """The realised costs of a model compressed with :meth:`config` (see
         :func:`realised_costs`), raising if a limit is exceeded."""
-        realised = realised_costs(model, self.limits, self.budget, **hw_kwargs)
-        over = {m: v for m, v in realised.items() if v > self.limits[m] * (1 + 1e-12)}
+        realised = realised_costs(model, self.limits, hw=self.budget.hw,
+                                  input_shape=self.budget.input_shape, **hw_kwargs)
+        over = {m: v for m, v in realised.items() if v > self.limits[m] * (1 + 1e-9)}
         if over:
             raise ValueError(f'the compressed model exceeds its budget: {over} > '
                              f'{ {m: self.limits[m] for m in over} }')
@@ -152,9 +153,11 @@ class Allocation:
         return '\n'.join(lines)
 
 
-def realised_costs(model: nn.Module, metrics: Iterable[str], budget: Budget, *,
+def realised_costs(model: nn.Module, metrics: Iterable[str], *, hw: Any = 'mvq',
+                   input_shape: Sequence[int] | None = None,
                    forward_fn: Callable | None = None) -> dict[str, float]:
-    """What a compressed model costs: accounted bits, and energy/cycles on ``budget.hw``.
+    """What a compressed model costs: accounted bits, and energy/cycles on ``hw`` for one
+    inference of ``input_shape``.
 
     Bits come from :func:`~mvq_plugin.core.compression_stats`; energy and cycles from
     :func:`mvq_plugin.hw.estimate` of the compressed model (its real masks and the codewords
@@ -168,7 +171,7 @@ def realised_costs(model: nn.Module, metrics: Iterable[str], budget: Budget, *,
         out['bits'] = float(compression_stats(model).bits)
     if any(m != 'bits' for m in metrics):
         from ..hw.estimator import estimate
-        report = estimate(model, budget.input_shape, arch=budget.hw, forward_fn=forward_fn)
+        report = estimate(model, input_shape, arch=hw, forward_fn=forward_fn)
         if 'energy_pj' in metrics:
             out['energy_pj'] = report.energy_pj
         if 'cycles' in metrics:

@@ -36,7 +36,10 @@ Attributes set on a compressed model (plain Python attributes, not in the state 
 * ``model.mvq_plan``: the :class:`~mvq_plugin.core.plan.Plan` (``str()`` is a table with the
   reason for every dense layer);
 * ``model.mvq_report``: the :class:`~mvq_plugin.core.cluster.CompressionReport` (per-layer
-  clustering error and time; ``None`` for a model loaded from an artifact).
+  clustering error and time; ``None`` for a model loaded from an artifact);
+* ``model.mvq_allocation``: with ``budget=``, the :class:`~mvq_plugin.allocation.Allocation`
+  that chose each layer's settings (``create_model('resnet18', budget=dict(bytes='2MiB'),
+  calib_batches=[x])``).
 """
 from __future__ import annotations
 
@@ -45,13 +48,14 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import timm
 import torch
 from timm.layers import CondConv2d
 from torch import nn
 
+from ..allocation import Allocation, Budget, allocate
 from ..core.blocking import blocking_error
 from ..core.cluster import ProgressFn
 from ..core.compress import compress
@@ -63,8 +67,8 @@ from ..core.plan import plan as core_plan
 from ..core.recipe import MVQRecipe, RecipeResult
 from ..core.recipe import run_recipe as core_run_recipe
 
-__all__ = ['create_model', 'create_dense_model', 'compress_model', 'run_recipe', 'wrap', 'plan',
-           'load_model',
+__all__ = ['create_model', 'create_dense_model', 'compress_model', 'allocate_config',
+           'run_recipe', 'wrap', 'plan', 'load_model',
            'resolve_config', 'first_conv_names', 'classifier_names', 'param_groups']
 
 logger = logging.getLogger('mvq_plugin')
@@ -190,16 +194,43 @@ def plan(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
     return core_plan(model, cfg, first_conv=first_conv_names(model))
 
 
+def allocate_config(model: nn.Module, cfg: MVQConfig, budget: Any, *,
+                    calib_batches: Iterable[Any] | None,
+                    choices: Any = None, sensitivity_cache: Any = None,
+                    backend: str = 'auto') -> tuple[MVQConfig, Allocation]:
+    """``cfg`` refined by :func:`mvq_plugin.allocate` for ``budget`` on a timm model.
+
+    The first conv follows ``pretrained_cfg``; an energy/cycles budget without
+    ``input_shape`` costs one image of ``pretrained_cfg['input_size']``.
+    """
+    budget = Budget.from_any(budget)
+    if budget.wants_hw and budget.input_shape is None:
+        size = _pretrained_cfg(model).get('input_size')
+        if not size:
+            raise ValueError('an energy/cycles budget needs input_shape=(1, C, H, W): the '
+                             'model has no pretrained_cfg input_size')
+        budget = dataclasses.replace(budget, input_shape=(1, *map(int, size)))
+    alloc = allocate(model, budget, choices=choices, calib=calib_batches, base=cfg,
+                     cache=sensitivity_cache, first_conv=first_conv_names(model),
+                     backend=backend)
+    logger.info('MVQ allocation for %s:\n%s', type(model).__name__, alloc)
+    return alloc.config(), alloc
+
+
 def compress_model(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
          classifier: Mapping[str, Any] | bool | None = None,
          calib: Callable[[nn.Module], torch.Tensor] | None = None,
          importance: str | Importance | None = None, backend: str = 'auto',
-         progress: ProgressFn | None = None) -> nn.Module:
+         progress: ProgressFn | None = None, budget: Any = None,
+         calib_batches: Iterable[Any] | None = None, choices: Any = None,
+         sensitivity_cache: Any = None) -> nn.Module:
     """Compresses a model the user already has, in place.
 
     Plans (first conv from ``pretrained_cfg['first_conv']``, classifier rule from
     ``classifier``), prunes and clusters every planned layer, and attaches ``mvq_config``,
-    ``mvq_plan`` and ``mvq_report`` to the model (see the module docstring).
+    ``mvq_plan`` and ``mvq_report`` to the model (see the module docstring). With a
+    ``budget``, :func:`mvq_plugin.allocate` first chooses each layer's settings (measured on
+    ``calib_batches``) and the model also gets ``mvq_allocation``.
 
     Args:
         model: A timm model (or any module; without ``pretrained_cfg`` the core's defaults
@@ -210,11 +241,23 @@ def compress_model(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None =
         importance: Overrides the config's importance (a name or a callable).
         backend: k-means search backend (``'auto'``, ``'torch'``, ``'faiss'``).
         progress: Optional ``progress(i, total, layer_name)`` callback.
+        budget: A :class:`~mvq_plugin.allocation.Budget` or its fields (e.g.
+            ``dict(bytes='4MiB')``, ``dict(energy_ratio=0.5, hw='mvq_64x64')``).
+        calib_batches: Input batches the allocation measures distortion on.
+        choices: The allocation's :class:`~mvq_plugin.allocation.ChoiceSpace` (or its fields).
+        sensitivity_cache: A JSON path (or cache) that keeps the measurements for the next
+            budget.
 
     Returns:
         ``model``, compressed.
     """
     cfg = resolve_config(model, mvq, classifier=classifier)
+    if budget is not None:
+        cfg, model.mvq_allocation = allocate_config(
+            model, cfg, budget, calib_batches=calib_batches, choices=choices,
+            sensitivity_cache=sensitivity_cache, backend=backend)
+    elif calib_batches is not None or choices is not None:
+        raise ValueError('calib_batches/choices are for a budget allocation: pass budget=')
     report = compress(model, cfg, calib, importance=importance, backend=backend,
                       progress=progress, first_conv=first_conv_names(model))
     model.mvq_config = cfg
@@ -301,7 +344,9 @@ def create_model(name: str, mvq: MVQConfig | Mapping[str, Any] | None = None,
                  calib: Callable[[nn.Module], torch.Tensor] | None = None, *,
                  classifier: Mapping[str, Any] | bool | None = None,
                  importance: str | Importance | None = None, backend: str = 'auto',
-                 progress: ProgressFn | None = None, **timm_kwargs: Any) -> nn.Module:
+                 progress: ProgressFn | None = None, budget: Any = None,
+                 calib_batches: Iterable[Any] | None = None, choices: Any = None,
+                 sensitivity_cache: Any = None, **timm_kwargs: Any) -> nn.Module:
     """Creates a timm model and compresses it with MVQ: the one call.
 
     Args:
@@ -315,14 +360,21 @@ def create_model(name: str, mvq: MVQConfig | Mapping[str, Any] | None = None,
         importance: Overrides the config's importance.
         backend: k-means search backend.
         progress: Optional per-layer progress callback.
+        budget: Per-layer settings chosen for this budget (see :func:`compress_model`).
+        calib_batches: Calibration inputs of the allocation.
+        choices: The allocation's choice space.
+        sensitivity_cache: Where the allocation keeps its measurements.
         **timm_kwargs: Passed to ``timm.create_model``.
 
     Returns:
-        The compressed timm model with ``mvq_config``, ``mvq_plan`` and ``mvq_report``.
+        The compressed timm model with ``mvq_config``, ``mvq_plan`` and ``mvq_report`` (and
+        ``mvq_allocation`` with a budget).
     """
     model = create_dense_model(name, pretrained_file, **timm_kwargs)
     return compress_model(model, mvq, classifier=classifier, calib=calib, importance=importance,
-                backend=backend, progress=progress)
+                backend=backend, progress=progress, budget=budget,
+                calib_batches=calib_batches, choices=choices,
+                sensitivity_cache=sensitivity_cache)
 
 
 def load_model(name: str, path: str | Path, *, strict: bool = True,

@@ -36,6 +36,7 @@ from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from torch import nn
 
 from ...core import MVQConfig, check_patterns, dense_view, plan, prepare, quantized_layers
+from .budget import allocate_for_budget, artifact_config
 from .logs import route_logs_to_mmengine
 from .registry import MODELS
 
@@ -165,7 +166,8 @@ def dense_loaded_layers(model: nn.Module) -> dict[str, bool]:
 def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | None = None,
                     artifact: str | None = None, sparse_finetune: bool = False,
                     exclude: list[str] | None = None, overrides: dict | None = None,
-                    data_preprocessor: dict | None = None) -> nn.Module:
+                    data_preprocessor: dict | None = None, budget: dict | None = None,
+                    calib_dataloader: dict | None = None) -> nn.Module:
     """Builds the upstream ``model`` and attaches MVQ structure to it.
 
     Args:
@@ -181,6 +183,10 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
         overrides: Extra per-layer ``overrides`` merged over ``mvq``'s.
         data_preprocessor: Passed on to the upstream model when its config has none (the
             runner hands the config's top-level ``data_preprocessor`` to the outer type).
+        budget: Choose each layer's settings for this budget (``mvq_budget`` of a base
+            config; see :mod:`.budget`): needs ``init_checkpoint`` and ``calib_dataloader``.
+            With ``artifact``, the settings stored in the artifact are used instead.
+        calib_dataloader: Dataloader config of the budget's calibration batches.
 
     Returns:
         The upstream model itself (same class, same data preprocessor), with ``mvq_plan``
@@ -200,6 +206,13 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
     check_patterns(net, cfg)
     if init_checkpoint is not None:
         load_dense_weights(net, init_checkpoint, cfg)
+    allocation = None
+    if budget is not None and artifact is not None:
+        cfg = artifact_config(artifact)  # the settings the budget chose when it was trained
+    elif budget is not None:
+        cfg, allocation = allocate_for_budget(net, cfg, budget,
+                                              calib_dataloader=calib_dataloader,
+                                              has_dense_weights=init_checkpoint is not None)
     the_plan = prepare(net, cfg, train_dense=sparse_finetune)
     for lp in the_plan.compressed:
         module = net.get_submodule(lp.name)
@@ -209,6 +222,7 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
         net.init_weights = _dense_init(net, net.init_weights)
     net.mvq_plan = the_plan
     net.mvq_config = cfg
+    net.mvq_allocation = allocation
     logger.info('MVQ plan for %s: %d layers compressed, %d dense\n%s', type(net).__name__,
                 len(the_plan.compressed), len(the_plan.skipped), the_plan)
     if artifact is not None:

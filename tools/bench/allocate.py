@@ -1,0 +1,325 @@
+"""Budget allocation vs uniform MVQ at equal accounted bits, on the recipe bench's Fashion-MNIST.
+
+One run, side by side, every row with the same fine-tuning recipe and budget (``--budget``
+steps at batch 128: half N:M-sparse fine-tuning, half codebook fine-tuning, logit
+self-distillation from the dense model, int8 codebooks):
+
+* per size point (the uniform MVQ 2:8 setting of ``mvq_recipe.POINTS[i]``): **uniform** (that
+  setting on every layer) vs **allocated** (:func:`mvq_plugin.allocate` with
+  ``Budget(bits=<uniform's accounted bits>)``: per layer dense, 2:8, 4:8 or vq, d in {8, 16},
+  k from 4 to 256; sensitivities measured on 2 calibration batches);
+* **energy budget**: the allocation at the energy the first point's uniform model takes on the
+  64x64 MVQ array (one 28x28 image), realised energy reported against the target;
+* **channel-pruned + MVQ**: Torch-Pruning removes ``--channel-ratio`` of the channels (L2
+  magnitude, dependency graph), then the allocation at the first point's bits, vs MVQ alone
+  at those bits (distilled from the same unpruned dense model);
+* every row: top-1 on the 10k test images (mean [min, max] over seeds), accounted bits and
+  ratio, energy (uJ) and cycles on the 64x64 MVQ array, effective MACs;
+* ``--resnet50``: the time :func:`mvq_plugin.allocate` takes on torchvision's ResNet-50
+  (sensitivity measurement included) with one 224x224 calibration batch of ImageNet photos.
+
+    python tools/bench/allocate.py [--points 2 4] [--seeds 0 1 2] [--threads 2] [--resnet50]
+
+The dense model is the recipe bench's (same work dir and file name, trained if missing).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from mvq_recipe import POINTS, Data, build_model, forward, train_dense  # same folder
+
+from mvq_plugin import MVQConfig, allocate
+from mvq_plugin.allocation import Budget, ChoiceSpace, SensitivityCache, realised_costs
+from mvq_plugin.core.accounting import compression_stats, count_macs
+from mvq_plugin.core.channels import prune_channels
+from mvq_plugin.core.distill import DistillConfig
+from mvq_plugin.core.matching import accounted_bits
+from mvq_plugin.core.recipe import MVQRecipe, run_recipe
+from mvq_plugin.machine import describe_machine
+
+HW = 'mvq_64x64'
+INPUT = (1, 1, 28, 28)
+#: Accounted bits of the unpruned dense model (set in main): every ratio is against it.
+DENSE_BITS: list[float] = []
+CHOICES = dict(nm=('2:8', '4:8', 'none'), block_size=(8, 16),
+               num_codewords=(4, 8, 16, 32, 64, 128, 256), codebook_bits=(8,), dense=True)
+
+
+def base_config(args: argparse.Namespace, seed: int = 0, **fields: Any) -> MVQConfig:
+    return MVQConfig(**fields, seed=seed, kmeans_iters=args.kmeans_iters, codebook_bits=8)
+
+
+def costs_of(model: torch.nn.Module) -> dict[str, float]:
+    """Realised bits, energy, cycles (64x64 MVQ array) and effective MACs of a model."""
+    out = realised_costs(model, ('bits', 'energy_pj', 'cycles'), hw=HW, input_shape=INPUT,
+                         forward_fn=forward)
+    stats = compression_stats(model, torch.zeros(INPUT))
+    out.update(ratio=stats.compression_ratio, macs=stats.macs_effective)
+    if DENSE_BITS:  # against the unpruned dense model (a channel-pruned one has fewer params)
+        out['ratio'] = DENSE_BITS[0] / out['bits']
+    return out
+
+
+def run(label: str, model: torch.nn.Module, cfg: MVQConfig, seed: int, args, teacher,
+        cache: Path) -> dict[str, Any]:
+    """One recipe run of ``model`` (compressed in place), cached as JSON."""
+    if cache.is_file() and not args.fresh:
+        return json.loads(cache.read_text())
+    torch.manual_seed(seed)
+    data = Data(seed)
+    recipe = MVQRecipe(iters=args.budget, sparse_iters=args.budget // 2, lr=args.lr,
+                       distill=DistillConfig(), log_every=100)
+    t0 = time.perf_counter()
+    res = run_recipe(model, cfg, recipe, data.batches, evaluate=data.evaluate, teacher=teacher,
+                     forward_fn=forward, stages=('clustered', 'finetuned'))
+    record = dict(row=label, seed=seed, top1=res.to_dict()['top1'], **costs_of(model),
+                  wall_s=time.perf_counter() - t0)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(record, indent=1))
+    print(f'[seed {seed}] {label}: top-1 {record["top1"]["finetuned"]:.2f} '
+          f'({record["ratio"]:.1f}x, {record["energy_pj"] * 1e-6:.3f} uJ, '
+          f'{record["wall_s"]:.0f} s)', flush=True)
+    return record
+
+
+def allocation_record(alloc) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for c in alloc.choices.values():
+        key = 'dense' if c.dense else (f'{c.n}:{c.m}' if c.prunes else 'vq')
+        counts[key] = counts.get(key, 0) + 1
+    return dict(limits=alloc.limits, predicted=alloc.predicted, distortion=alloc.distortion,
+                info=alloc.info, kinds=counts, layers=alloc.records())
+
+
+def _stat(values: list[float]) -> dict[str, float]:
+    return dict(mean=statistics.fmean(values), min=min(values), max=max(values),
+                n=len(values))
+
+
+def time_resnet50(args) -> dict[str, Any]:
+    """Seconds :func:`allocate` takes on torchvision's ResNet-50 (random weights: no ImageNet
+    ResNet-50 file is available offline; the work does not depend on the values)."""
+    import torchvision
+
+    from mvq_plugin.data.imagenet_photos import eval_transform, list_photos, load_rgb
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(weights=None).eval()
+    tf = eval_transform()
+    batch = torch.stack([tf(load_rgb(p.path)) for p in list_photos()[:args.r50_images]])
+    space = dict(nm=('2:8', '4:8', 'none'), block_size=(8, 16), num_codewords=(64, 256))
+    cache = SensitivityCache()
+    t0 = time.perf_counter()
+    alloc = allocate(model, dict(bytes='2.5MiB'), calib=[batch], choices=space, cache=cache,
+                     base=MVQConfig(kmeans_iters=args.kmeans_iters))
+    first = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    allocate(model, dict(bytes='4MiB'), calib=[batch], choices=space, cache=cache,
+             base=MVQConfig(kmeans_iters=args.kmeans_iters))
+    return dict(seconds=first, layers=len(alloc.choices), measured=alloc.info['measured'],
+                measure_s=alloc.info['seconds'], images=args.r50_images,
+                choices_per_layer=max(len(v) for v in alloc.sensitivity.values()),
+                second_budget_s=time.perf_counter() - t1, kmeans_iters=args.kmeans_iters)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    p.add_argument('--width', type=int, default=16)
+    p.add_argument('--dense-iters', type=int, default=12000)
+    p.add_argument('--budget', type=int, default=400)
+    p.add_argument('--lr', type=float, default=0.01)
+    p.add_argument('--kmeans-iters', type=int, default=20)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--points', type=int, nargs='+', default=[2, 4],
+                   help='indices into mvq_recipe.POINTS (the uniform 2:8 settings)')
+    p.add_argument('--calib-batches', type=int, default=2)
+    p.add_argument('--channel-ratio', type=float, default=0.25)
+    p.add_argument('--resnet50', action='store_true', help='also time allocate on ResNet-50')
+    p.add_argument('--r50-images', type=int, default=8)
+    p.add_argument('--threads', type=int, default=2, help='torch threads (0: default)')
+    p.add_argument('--work-dir', default='work_dirs/bench_recipe')
+    p.add_argument('--out', default='docs/results')
+    p.add_argument('--fresh', action='store_true')
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    work = Path(args.work_dir)
+    dense_state, dense_top1 = train_dense(args.width, args.dense_iters,
+                                          work / f'dense_w{args.width}_{args.dense_iters}.pth')
+    print(f'dense model: {dense_top1:.2f}%', flush=True)
+
+    def dense_model() -> torch.nn.Module:
+        model = build_model(args.width)
+        model.load_state_dict(dense_state)
+        return model.eval()
+
+    teacher = dense_model()
+    calib = Data(0).calib(args.calib_batches)
+    cache = SensitivityCache(work / f'alloc_sensitivity_w{args.width}_{args.dense_iters}.json')
+    tag = (f'alloc_w{args.width}_d{args.dense_iters}_b{args.budget}_lr{args.lr}'
+           f'_k{args.kmeans_iters}')
+    dense_costs = costs_of(dense_model())
+    DENSE_BITS.append(dense_costs['bits'])
+    points, records = [], []
+    for pi in args.points:
+        setting = POINTS[pi]
+        target = accounted_bits(dense_model(), setting)
+        t0 = time.perf_counter()
+        alloc = allocate(dense_model(), Budget(bits=target), calib=calib, choices=CHOICES,
+                         base=base_config(args), forward_fn=forward, cache=cache)
+        point = dict(index=pi, uniform=setting.label, target_bits=target,
+                     allocate_s=time.perf_counter() - t0, allocation=allocation_record(alloc))
+        print(f'point {pi} ({setting.label}, {target:,} bits): allocated {alloc.info}\n{alloc}',
+              flush=True)
+        for seed in args.seeds:
+            rows = [('uniform', base_config(args, seed, **setting.mvq_fields())),
+                    ('allocated', alloc.config(base_config(args, seed)))]
+            for label, cfg in rows:
+                rec = run(f'{label} @ {setting.label}', dense_model(), cfg, seed, args,
+                          teacher, work / tag / f'p{pi}_{label}_s{seed}.json')
+                records.append(dict(rec, point=pi, kind=label))
+        points.append(point)
+
+    # Energy budget: the first point's uniform energy as the target.
+    first = POINTS[args.points[0]]
+    uniform_energy = statistics.fmean(r['energy_pj'] for r in records
+                                      if r['point'] == args.points[0] and r['kind'] == 'uniform')
+    e_alloc = allocate(dense_model(), Budget(energy_pj=uniform_energy, hw=HW, input_shape=INPUT),
+                       calib=calib, choices=CHOICES, base=base_config(args), forward_fn=forward,
+                       cache=cache)
+    energy = dict(target_pj=uniform_energy, allocation=allocation_record(e_alloc))
+    for seed in args.seeds:
+        rec = run(f'energy-allocated @ {uniform_energy * 1e-6:.3f} uJ', dense_model(),
+                  e_alloc.config(base_config(args, seed)), seed, args, teacher,
+                  work / tag / f'energy_s{seed}.json')
+        records.append(dict(rec, point='energy', kind='energy-allocated'))
+
+    # Channel pruning first, then the allocation at the first point's bits.
+    pruned = dense_model()
+    cp = prune_channels(pruned, INPUT, args.channel_ratio, round_to=8, forward_fn=forward)
+    pruned_state = copy.deepcopy(pruned)
+    target = accounted_bits(dense_model(), first)
+    cp_cache = SensitivityCache(work / f'alloc_sensitivity_cp{args.channel_ratio}_w{args.width}'
+                                f'_{args.dense_iters}.json')
+    cp_alloc = allocate(copy.deepcopy(pruned_state), Budget(bits=target), calib=calib,
+                        choices=CHOICES, base=base_config(args), forward_fn=forward,
+                        cache=cp_cache)
+    channel = dict(ratio=args.channel_ratio, record={k: v for k, v in cp.to_dict().items()
+                                                     if k != 'history'},
+                   pruned_top1=Data(0).evaluate(pruned), target_bits=target,
+                   allocation=allocation_record(cp_alloc))
+    for seed in args.seeds:
+        rec = run(f'channel-pruned {args.channel_ratio} + allocated @ {first.label}',
+                  copy.deepcopy(pruned_state), cp_alloc.config(base_config(args, seed)), seed,
+                  args, teacher, work / tag / f'cp{args.channel_ratio}_s{seed}.json')
+        records.append(dict(rec, point='channel', kind='channel-pruned + allocated'))
+
+    meta = dict(command='python ' + ' '.join(shlex.quote(a) for a in sys.argv),
+                machine=describe_machine(), wall_s=time.perf_counter() - start,
+                width=args.width, dense_iters=args.dense_iters, dense_top1=dense_top1,
+                budget=args.budget, lr=args.lr, seeds=args.seeds, hw=HW, input=list(INPUT),
+                choices=ChoiceSpace(**CHOICES).to_dict(), dense_costs=dense_costs,
+                calib_images=128 * args.calib_batches,
+                dense_macs=sum(count_macs(teacher, torch.zeros(INPUT), forward).values()))
+    if args.resnet50:
+        meta['resnet50'] = time_resnet50(args)
+        print(f'ResNet-50 allocation: {meta["resnet50"]}', flush=True)
+    summary = summarize(records)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = dict(meta=meta, summary=summary, points=points, energy=energy, channel=channel,
+                  runs=records)
+    (out / 'allocate.json').write_text(json.dumps(result, indent=1, default=str))
+    write_markdown(out / 'allocate.md', result)
+    print((out / 'allocate.md').read_text())
+    return result
+
+
+def summarize(records: list[dict]) -> dict[str, Any]:
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(r['row'], []).append(r)
+    return {row: dict(top1=_stat([r['top1']['finetuned'] for r in rs]),
+                      clustered=_stat([r['top1']['clustered'] for r in rs]),
+                      bits=statistics.fmean(r['bits'] for r in rs),
+                      ratio=statistics.fmean(r['ratio'] for r in rs),
+                      energy_uj=statistics.fmean(r['energy_pj'] for r in rs) * 1e-6,
+                      cycles=statistics.fmean(r['cycles'] for r in rs),
+                      macs=statistics.fmean(r['macs'] for r in rs), point=rs[0]['point'],
+                      kind=rs[0]['kind'], seeds=len(rs))
+            for row, rs in groups.items()}
+
+
+def _fmt(s: dict[str, float]) -> str:
+    return f'{s["mean"]:.2f} [{s["min"]:.2f}, {s["max"]:.2f}]'
+
+
+def write_markdown(path: Path, result: dict[str, Any]) -> None:
+    meta, summary = result['meta'], result['summary']
+    out = ['# Budget allocation vs uniform MVQ (Fashion-MNIST, mmpretrain ResNet-18)', '',
+           f'Command: `{meta["command"]}`  ', f'Machine: {meta["machine"]}  ',
+           f'Wall time {meta["wall_s"] / 60:.1f} min (cached runs reused).  ',
+           f'Model: width {meta["width"]}, dense {meta["dense_top1"]:.2f}% after '
+           f'{meta["dense_iters"]} steps. Every row: {meta["budget"]} fine-tuning steps '
+           f'({meta["budget"] // 2} N:M-sparse + {meta["budget"] // 2} codebook), logit '
+           f'self-distillation from the dense model, int8 codebooks, SGD lr {meta["lr"]}; '
+           f'seeds {meta["seeds"]}; top-1 on the 10k test images, mean [min, max]. '
+           f'Allocation choices per layer: {meta["choices"]}; sensitivities: relative output '
+           f'error on {meta["calib_images"]} training images. Energy and cycles: one '
+           f'{"x".join(map(str, meta["input"]))} inference on the {meta["hw"]} array '
+           f'(the dense model: {meta["dense_costs"]["energy_pj"] * 1e-6:.3f} uJ, '
+           f'{meta["dense_costs"]["cycles"]:,.0f} cycles on that array). Ratios are against the '
+           'unpruned dense model\'s 32-bit parameters.', '',
+           '| row | top-1 after fine-tuning | right after clustering | accounted bits | '
+           'ratio | energy (uJ) | cycles | MMACs |', '|---|---|---|---:|---:|---:|---:|---:|']
+    for row, s in summary.items():
+        out.append(f'| {row} | {_fmt(s["top1"])} | {_fmt(s["clustered"])} | {s["bits"]:,.0f} '
+                   f'| {s["ratio"]:.1f}x | {s["energy_uj"]:.3f} | {s["cycles"]:,.0f} | '
+                   f'{s["macs"] / 1e6:.2f} |')
+    out += ['', '## Allocations', '']
+    for p in result['points']:
+        a = p['allocation']
+        used = a['predicted']['bits'] / p['target_bits']
+        out.append(f'- {p["uniform"]} budget {p["target_bits"]:,} bits: allocated '
+                   f'{a["predicted"]["bits"]:,.0f} bits ({used:.4f} of the budget), layers '
+                   f'{a["kinds"]}, allocate took {p["allocate_s"]:.1f} s '
+                   f'({a["info"]["measured"]} measured, {a["info"]["reused"]} reused).')
+    e = result['energy']
+    realised = [r['energy_pj'] for r in result['runs'] if r['kind'] == 'energy-allocated']
+    out.append(f'- Energy budget {e["target_pj"] * 1e-6:.4f} uJ: predicted '
+               f'{e["allocation"]["predicted"]["energy_pj"] * 1e-6:.4f} uJ, realised '
+               f'{max(realised) * 1e-6:.4f} uJ (largest over seeds; '
+               f'{"at or under" if max(realised) <= e["target_pj"] else "OVER"} the target), '
+               f'layers {e["allocation"]["kinds"]}.')
+    c = result['channel']
+    rec = c['record']
+    out.append(f'- Channel pruning {c["ratio"]:.0%} (Torch-Pruning, L2, round to 8): params '
+               f'{rec["params_before"]:,} -> {rec["params_after"]:,}, MACs '
+               f'{rec["macs_before"] / 1e6:.2f}M -> {rec["macs_after"] / 1e6:.2f}M, top-1 right '
+               f'after pruning {c["pruned_top1"]:.2f}%; then allocated at {c["target_bits"]:,} '
+               f'bits: layers {c["allocation"]["kinds"]}.')
+    if 'resnet50' in meta:
+        r = meta['resnet50']
+        out.append(f'- Allocating a ResNet-50 ({r["layers"]} candidate layers, up to '
+                   f'{r["choices_per_layer"]} choices each, {r["measured"]} measurements on '
+                   f'{r["images"]} 224x224 images, k-means {r["kmeans_iters"]} iterations): '
+                   f'{r["seconds"]:.0f} s, of which {r["measure_s"]:.0f} s measuring; a second '
+                   f'budget on the cache: {r["second_budget_s"]:.1f} s.')
+    path.write_text('\n'.join(out) + '\n')
+
+
+if __name__ == '__main__':
+    main()
