@@ -2,9 +2,9 @@
 # size budget (configs/_base_/mvq/mvq_budget.py) instead of one setting everywhere:
 #   python tools/train.py configs/demo/resnet18_fashion-mnist_mvq_budget.py \
 #       --cfg-options model.init_checkpoint=work_dirs/demo/dense_1200/iter_1200.pth \
-#       model.budget.bytes=40KiB
+#       model.budget.bytes=1MiB
 # The allocation runs when the model is built and logs its per-layer table; the same choice
-# without training: python tools/allocate.py THIS_CONFIG --bytes 40KiB --checkpoint CKPT
+# without training: python tools/allocate.py THIS_CONFIG --bytes 1MiB --checkpoint CKPT
 _base_ = [
     './resnet18_fashion-mnist_dense.py',
     '../_base_/mvq/mvq_budget.py',

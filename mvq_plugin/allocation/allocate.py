@@ -34,29 +34,25 @@ __all__ = ['allocate', 'Allocation', 'layer_choices', 'realised_costs']
 
 def layer_choices(model: nn.Module, space: ChoiceSpace, base: MVQConfig, *,
                   first_conv: str | Sequence[str] | None = None) -> dict[str, list[Choice]]:
-    """``{layer: admissible choices}`` for every layer the base plan compresses.
+    """``{layer: admissible choices}`` for every layer some choice can compress.
 
-    A layer the base plan keeps dense (excluded, first conv, unsupported...) is not a
-    candidate; a candidate keeps the choices :func:`plan` admits with them (and ``dense`` when
-    the space allows it).
+    Each choice is planned with the base's other rules (``exclude``, ``skip_first_conv``,
+    ``min_params``...; its own per-layer ``overrides`` give way to the allocation): a layer
+    is a candidate with the choices :func:`plan` admits for it (and ``dense`` when the space
+    allows it). A layer no choice can compress (excluded, first conv, depthwise...) is not a
+    candidate and stays dense.
     """
-    base_plan = plan(model, base, first_conv=first_conv)
-    names = [lp.name for lp in base_plan.compressed]
-    admitted: dict[str, list[Choice]] = {n: [] for n in names}
+    admitted: dict[str, list[Choice]] = {}
     for choice in space.choices:
         trial = dataclasses.replace(base, **choice.fields(), overrides={}, type_overrides={})
         for lp in plan(model, trial, first_conv=first_conv).compressed:
-            if lp.name in admitted:
-                admitted[lp.name].append(choice)
-    out = {}
-    for name in names:
-        choices = ([DENSE] if space.dense else []) + admitted[name]
-        if not choices:
-            raise ValueError(f'layer {name!r} admits none of the choices {space!r} (check '
-                             'block_size against its input channels and k against its '
-                             "sub-vectors); add choices or allow dense=True")
-        out[name] = choices
-    return out
+            admitted.setdefault(lp.name, []).append(choice)
+    if not admitted:
+        raise ValueError(f'no layer of {type(model).__name__} admits any of the choices '
+                         f'{space!r} (check block_size against the input channels and k '
+                         'against the sub-vector counts)')
+    order = [name for name, _ in model.named_modules() if name in admitted]
+    return {name: ([DENSE] if space.dense else []) + admitted[name] for name in order}
 
 
 @dataclass
