@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo bench bench-accuracy bench-imagenet lint clean
+.PHONY: setup test test-fast demo bench bench-accuracy bench-allocate bench-imagenet lint clean
 
 setup:  ## create or reuse the venv at $(VENV), build/cached mmcv, real data
 	VENV=$(VENV) bash tools/setup_env.sh
@@ -23,6 +23,9 @@ bench: setup  ## benchmarks that print side-by-side ratios
 
 bench-accuracy: setup  ## the MVQ recipe vs vq, prune_vq and a dense control at equal bits and budget -> docs/results/mvq_recipe.*
 	$(PY) tools/bench/mvq_recipe.py --width 16 --dense-iters 12000 --budget 400 --seeds 0 1 2 --points 0 2 4
+
+bench-allocate: setup  ## allocated vs uniform MVQ at equal bits, energy budget, channel pruning -> docs/results/allocate.*
+	$(PY) tools/bench/allocate.py --threads 2 --resnet50
 
 bench-imagenet: setup  ## MobileNetV2 (real ImageNet weights): mvq vs vq at a matched ratio
 	$(PY) tools/bench/imagenet_mobilenetv2.py

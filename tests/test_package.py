@@ -76,14 +76,19 @@ def test_no_import_cycle_inside_the_package():
 
 
 def test_dependencies_point_one_way():
-    """core imports nothing else of the package; io and hw never import integrations."""
+    """core imports nothing else of the package; io and hw never import integrations nor
+    allocation; allocation (over core and hw) never imports io or integrations."""
     graph = _import_graph()
     for name, edges in graph.items():
         if name.startswith('mvq_plugin.core'):
             assert all(e.startswith('mvq_plugin.core') or e == 'mvq_plugin.version'
                        for e in edges), (name, edges)
         if name.startswith(('mvq_plugin.io', 'mvq_plugin.hw')):
-            assert not any(e.startswith('mvq_plugin.integrations') for e in edges), (name, edges)
+            assert not any(e.startswith(('mvq_plugin.integrations', 'mvq_plugin.allocation'))
+                           for e in edges), (name, edges)
+        if name.startswith('mvq_plugin.allocation'):
+            assert all(e.startswith(('mvq_plugin.allocation', 'mvq_plugin.core',
+                                     'mvq_plugin.hw')) for e in edges), (name, edges)
 
 
 def test_no_file_over_400_lines():

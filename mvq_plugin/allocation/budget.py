@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 __all__ = ['Budget', 'parse_bytes', 'METRICS']
@@ -76,7 +76,6 @@ class Budget:
     hw: Any = 'mvq'
     baseline: Any = 'ews'
     input_shape: tuple[int, ...] | None = None
-    _limits: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ('bits', 'energy_pj', 'energy_ratio', 'cycles', 'cycles_ratio'):
@@ -112,7 +111,7 @@ class Budget:
         if not isinstance(value, Mapping):
             raise ValueError(f'budget={value!r} must be a Budget or a dict such as '
                              "dict(bytes='1.5MiB') or dict(energy_ratio=0.5, hw='mvq')")
-        known = [f for f in cls.__dataclass_fields__ if not f.startswith('_')]
+        known = [f.name for f in fields(cls)]
         unknown = sorted(set(value) - set(known))
         if unknown:
             raise ValueError(f'budget has unknown key(s) {unknown}; allowed: {known}')
@@ -153,7 +152,7 @@ class Budget:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields that were given."""
-        out = {k: v for k, v in asdict(self).items() if not k.startswith('_')}
+        out = asdict(self)
         if not self.wants_hw:
             out.pop('hw'), out.pop('baseline')
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()

@@ -52,20 +52,19 @@ from typing import Any, Callable, Iterable
 
 import timm
 import torch
-from timm.layers import CondConv2d
 from torch import nn
 
 from ..allocation import Allocation, Budget, allocate
-from ..core.blocking import blocking_error
 from ..core.cluster import ProgressFn
 from ..core.compress import compress
-from ..core.config import LayerConfig, MVQConfig
+from ..core.config import MVQConfig
 from ..core.importance import Importance
 from ..core.parametrize import quantized_layers
-from ..core.plan import Plan, register_layer_type
+from ..core.plan import Plan
 from ..core.plan import plan as core_plan
 from ..core.recipe import MVQRecipe, RecipeResult
 from ..core.recipe import run_recipe as core_run_recipe
+from .timm_conventions import classifier_names, first_conv_names, pretrained_cfg_of
 
 __all__ = ['create_model', 'create_dense_model', 'compress_model', 'allocate_config',
            'run_recipe', 'wrap', 'plan', 'load_model',
@@ -74,64 +73,6 @@ __all__ = ['create_model', 'create_dense_model', 'compress_model', 'allocate_con
 logger = logging.getLogger('mvq_plugin')
 
 _HUB_PREFIXES = ('hf-hub:', 'hf_hub:')
-
-
-def _condconv_check(module: CondConv2d, lcfg: LayerConfig) -> str | None:
-    """Why a ``CondConv2d`` cannot be compressed with ``lcfg`` (``None``: it can).
-
-    Its ``weight`` is ``(num_experts, O*C*kh*kw)``, every row one expert's conv weight
-    flattened in ``(O, C, kh, kw)`` order. ``reshape(-1, d)`` of it cuts in-channel
-    sub-vectors only for 1x1 kernels; for any kernel it cuts the ``spatial`` blocks.
-    """
-    o, c, kh, kw = module.weight_shape
-    if module.groups > 1 and c == 1:
-        return f'depthwise CondConv2d (groups={module.groups}, C_in/groups=1)'
-    if lcfg.vector_axis == 'in_channel' and kh * kw != 1:
-        return (f'CondConv2d with {kh}x{kw} kernels: its expert weights are stored flattened '
-                f'as (O, C, kh, kw), so in_channel sub-vectors are not contiguous (1x1 '
-                f"kernels compress; vector_axis='spatial' works for any kernel)")
-    return blocking_error((o, c, kh, kw), lcfg.block_size, lcfg.vector_axis)
-
-
-register_layer_type(CondConv2d, _condconv_check)
-
-
-def _names(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
-
-
-def _pretrained_cfg(model: nn.Module) -> Mapping[str, Any]:
-    cfg = getattr(model, 'pretrained_cfg', None) or getattr(model, 'default_cfg', None)
-    return cfg if isinstance(cfg, Mapping) else {}
-
-
-def _existing(model: nn.Module, names: list[str]) -> list[str]:
-    modules = dict(model.named_modules())
-    return [n for n in names if n in modules]
-
-
-def first_conv_names(model: nn.Module) -> list[str] | None:
-    """The input conv(s) named by ``model.pretrained_cfg['first_conv']``.
-
-    Returns:
-        The names that exist in ``model``; ``None`` when the model has no such entry (the core
-        then keeps the first ``nn.Conv2d`` in module order dense).
-    """
-    names = _names(_pretrained_cfg(model).get('first_conv'))
-    found = _existing(model, names)
-    if names and not found:
-        logger.warning('pretrained_cfg first_conv %s not found in the model; keeping the first '
-                       'nn.Conv2d dense instead', names)
-    return found or None
-
-
-def classifier_names(model: nn.Module) -> list[str]:
-    """The classifier layer(s) named by ``model.pretrained_cfg['classifier']`` that exist."""
-    return _existing(model, _names(_pretrained_cfg(model).get('classifier')))
 
 
 def _as_config(mvq: MVQConfig | Mapping[str, Any] | None) -> MVQConfig:
@@ -205,7 +146,7 @@ def allocate_config(model: nn.Module, cfg: MVQConfig, budget: Any, *,
     """
     budget = Budget.from_any(budget)
     if budget.wants_hw and budget.input_shape is None:
-        size = _pretrained_cfg(model).get('input_size')
+        size = pretrained_cfg_of(model).get('input_size')
         if not size:
             raise ValueError('an energy/cycles budget needs input_shape=(1, C, H, W): the '
                              'model has no pretrained_cfg input_size')

@@ -31,8 +31,9 @@ from .codec import (
     _storage_dtype,
     _tensor_bytes,
     encode_layer,
-    parse_header,
+    inspect_artifact,
     read_artifact,
+    read_header,
 )
 from .format import (
     _PREAMBLE,
@@ -194,23 +195,6 @@ def save(model: nn.Module, path: str | os.PathLike, *, float_dtype: str = 'float
     logger.info('saved %s: %d bytes (%d layers, %d tensors)', path, info.total_bytes,
                 info.num_layers, info.num_tensors)
     return info
-
-
-def read_header(path: str | os.PathLike) -> dict:
-    """The verified JSON header of an artifact (sections not checked)."""
-    path = os.fspath(path)
-    with open(path, 'rb') as fh:
-        data = fh.read()
-    return parse_header(path, data)[0]
-
-
-def inspect_artifact(path: str | os.PathLike) -> ArtifactInfo:
-    """Reads and verifies every section of an artifact and describes it, without a model.
-
-    Raises:
-        ArtifactError: As :func:`load` does for the file itself.
-    """
-    return read_artifact(path).info
 
 
 # --------------------------------------------------------------------------------- load

@@ -42,7 +42,8 @@ from .format import (
     _info,
 )
 
-__all__ = ['encode_layer', 'read_artifact', 'parse_header', 'DecodedLayer', 'DecodedArtifact']
+__all__ = ['encode_layer', 'read_artifact', 'parse_header', 'read_header', 'inspect_artifact',
+           'DecodedLayer', 'DecodedArtifact']
 
 
 def _sd_prefix(name: str) -> str:
@@ -360,3 +361,18 @@ def read_artifact(path: str | os.PathLike) -> DecodedArtifact:
     return DecodedArtifact(path, header, _info(path, header, start, len(data)), layers, tensors)
 
 
+def read_header(path: str | os.PathLike) -> dict:
+    """The verified JSON header of an artifact (sections not checked)."""
+    path = os.fspath(path)
+    with open(path, 'rb') as fh:
+        data = fh.read()
+    return parse_header(path, data)[0]
+
+
+def inspect_artifact(path: str | os.PathLike) -> ArtifactInfo:
+    """Reads and verifies every section of an artifact and describes it, without a model.
+
+    Raises:
+        ArtifactError: As :func:`~.artifact.load` does for the file itself.
+    """
+    return read_artifact(path).info
