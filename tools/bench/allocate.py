@@ -267,11 +267,49 @@ def _fmt(s: dict[str, float]) -> str:
     return f'{s["mean"]:.2f} [{s["min"]:.2f}, {s["max"]:.2f}]'
 
 
+def reading(summary: dict[str, Any]) -> list[str]:
+    """Sentences whose every figure comes from the summary, whichever way they fall."""
+    lines = []
+    by = {(s['point'], s['kind']): s for s in summary.values()}
+    for point in sorted({s['point'] for s in summary.values() if isinstance(s['point'], int)}):
+        uni, alloc = by.get((point, 'uniform')), by.get((point, 'allocated'))
+        if not uni or not alloc:
+            continue
+        gap = alloc['top1']['mean'] - uni['top1']['mean']
+        lines.append(
+            f'- {uni["ratio"]:.1f}x (bits {alloc["bits"] / uni["bits"]:.4f} of uniform): '
+            f'allocated {"beats" if gap > 0 else "loses to"} uniform by {abs(gap):.2f} points '
+            f'after fine-tuning ({alloc["clustered"]["mean"] - uni["clustered"]["mean"]:+.2f} '
+            f'right after clustering), but at equal bits it costs '
+            f'{alloc["energy_uj"] / uni["energy_uj"]:.2f}x the energy, '
+            f'{alloc["cycles"] / uni["cycles"]:.2f}x the cycles and '
+            f'{alloc["macs"] / uni["macs"]:.2f}x the MACs: a size budget buys accuracy with '
+            'unpruned (vq, 4:8) layers, which the sparse array runs slower.')
+    first = min(p for p in (s['point'] for s in summary.values()) if isinstance(p, int))
+    uni, alloc = by.get((first, 'uniform')), by.get((first, 'allocated'))
+    energy, cp = by.get(('energy', 'energy-allocated')), by.get(
+        ('channel', 'channel-pruned + allocated'))
+    if uni and energy:
+        lines.append(f'- At the uniform model\'s energy ({uni["energy_uj"]:.3f} uJ) the '
+                     f'energy-budget allocation reaches {energy["top1"]["mean"]:.2f}% vs '
+                     f'{uni["top1"]["mean"]:.2f}% at {energy["energy_uj"]:.3f} uJ, spending '
+                     f'{energy["bits"] / uni["bits"]:.2f}x the bits.')
+    if alloc and cp:
+        helps = cp['top1']['mean'] > alloc['top1']['mean']
+        lines.append(f'- Channel pruning first {"helps" if helps else "does not help"} '
+                     f'accuracy here: {cp["top1"]["mean"]:.2f}% vs {alloc["top1"]["mean"]:.2f}% '
+                     f'for the allocation alone at equal bits; energy '
+                     f'{cp["energy_uj"] / alloc["energy_uj"]:.2f}x and MACs '
+                     f'{cp["macs"] / alloc["macs"]:.2f}x of it.')
+    return lines
+
+
 def write_markdown(path: Path, result: dict[str, Any]) -> None:
     meta, summary = result['meta'], result['summary']
     out = ['# Budget allocation vs uniform MVQ (Fashion-MNIST, mmpretrain ResNet-18)', '',
            f'Command: `{meta["command"]}`  ', f'Machine: {meta["machine"]}  ',
-           f'Wall time {meta["wall_s"] / 60:.1f} min (cached runs reused).  ',
+           f'Wall time {meta["wall_s"] / 60:.1f} min without the ResNet-50 timing (runs cached '
+           'in the work dir are reused unless --fresh).  ',
            f'Model: width {meta["width"]}, dense {meta["dense_top1"]:.2f}% after '
            f'{meta["dense_iters"]} steps. Every row: {meta["budget"]} fine-tuning steps '
            f'({meta["budget"] // 2} N:M-sparse + {meta["budget"] // 2} codebook), logit '
@@ -289,7 +327,7 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
         out.append(f'| {row} | {_fmt(s["top1"])} | {_fmt(s["clustered"])} | {s["bits"]:,.0f} '
                    f'| {s["ratio"]:.1f}x | {s["energy_uj"]:.3f} | {s["cycles"]:,.0f} | '
                    f'{s["macs"] / 1e6:.2f} |')
-    out += ['', '## Allocations', '']
+    out += ['', '## Reading', '', *reading(summary), '', '## Allocations', '']
     for p in result['points']:
         a = p['allocation']
         used = a['predicted']['bits'] / p['target_bits']
