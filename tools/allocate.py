@@ -20,7 +20,7 @@ import sys
 from mmengine.config import DictAction
 
 from mvq_plugin.allocation import InfeasibleBudget
-from mvq_plugin.integrations.mm.budget import allocate_from_config
+from mvq_plugin.integrations.mm.allocate_config import allocate_from_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,7 +14,7 @@ pytest.importorskip('mmpretrain')
 from conftest import REPO, opts, run_tool, scalars  # noqa: E402
 
 import mvq_plugin  # noqa: E402
-from mvq_plugin.integrations.mm.budget import allocate_from_config  # noqa: E402
+from mvq_plugin.integrations.mm.allocate_config import allocate_from_config  # noqa: E402
 from mvq_plugin.integrations.mm.config_model import build_model_from_config  # noqa: E402
 
 DENSE = 'configs/demo/resnet18_fashion-mnist_dense.py'
