@@ -223,11 +223,7 @@ def allocate(model: nn.Module, budget: Budget | Mapping[str, Any], *,
     if not isinstance(cache, SensitivityCache):
         cache = SensitivityCache(cache)
     candidates = layer_choices(model, space, base, first_conv=first_conv)
-    metrics = (['bits'] if budget.wants_size else []) + [
-        m for m, f in (('energy_pj', ('energy_pj', 'energy_ratio')),
-                       ('cycles', ('cycles', 'cycles_ratio')))
-        if any(getattr(budget, x) is not None for x in f)]
-    cost_model = CostModel.build(model, candidates, metrics, hw=budget.hw,
+    cost_model = CostModel.build(model, candidates, budget.metrics, hw=budget.hw,
                                  baseline=budget.baseline, input_shape=budget.input_shape,
                                  forward_fn=forward_fn)
     limits = budget.limits(cost_model.dense)

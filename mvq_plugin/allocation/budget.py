@@ -15,10 +15,12 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-__all__ = ['Budget', 'parse_bytes', 'METRICS']
+__all__ = ['Budget', 'parse_bytes', 'METRICS', 'LIMIT_FIELDS']
 
-#: The cost dimensions a budget can limit.
-METRICS = ('bits', 'energy_pj', 'cycles')
+#: The cost dimensions a budget can limit, each with the Budget fields that limit it.
+LIMIT_FIELDS = {'bits': ('bits', 'bytes'), 'energy_pj': ('energy_pj', 'energy_ratio'),
+                'cycles': ('cycles', 'cycles_ratio')}
+METRICS = tuple(LIMIT_FIELDS)
 
 _UNITS = {'': 1, 'b': 1, 'kb': 1e3, 'mb': 1e6, 'gb': 1e9, 'kib': 2**10, 'mib': 2**20,
           'gib': 2**30}
@@ -118,15 +120,20 @@ class Budget:
         return cls(**dict(value))
 
     @property
+    def metrics(self) -> tuple[str, ...]:
+        """The limited :data:`METRICS`, in their order."""
+        return tuple(m for m, names in LIMIT_FIELDS.items()
+                     if any(getattr(self, f) is not None for f in names))
+
+    @property
     def wants_size(self) -> bool:
         """Whether bits are limited."""
-        return self.bits is not None or self.bytes is not None
+        return 'bits' in self.metrics
 
     @property
     def wants_hw(self) -> bool:
         """Whether energy or cycles are limited (the hardware model is needed)."""
-        return any(getattr(self, f) is not None
-                   for f in ('energy_pj', 'energy_ratio', 'cycles', 'cycles_ratio'))
+        return any(m != 'bits' for m in self.metrics)
 
     def limits(self, dense: Mapping[str, float] | None = None) -> dict[str, float]:
         """``{metric: limit}`` in :data:`METRICS` units.

@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from mvq_recipe import POINTS, Data, build_model, forward, train_dense  # same folder
+from mvq_recipe import (  # same folder
+    POINTS,
+    Data,
+    add_setting_args,
+    build_model,
+    dense_start,
+    forward,
+)
 
 from mvq_plugin import MVQConfig, allocate
 from mvq_plugin.allocation import Budget, ChoiceSpace, SensitivityCache, realised_costs
@@ -132,34 +139,21 @@ def time_resnet50(args) -> dict[str, Any]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
-    p.add_argument('--width', type=int, default=16)
-    p.add_argument('--dense-iters', type=int, default=12000)
-    p.add_argument('--budget', type=int, default=400)
-    p.add_argument('--lr', type=float, default=0.01)
-    p.add_argument('--kmeans-iters', type=int, default=20)
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    add_setting_args(p, threads=2)
     p.add_argument('--points', type=int, nargs='+', default=[2, 4],
                    help='indices into mvq_recipe.POINTS (the uniform 2:8 settings)')
     p.add_argument('--calib-batches', type=int, default=2)
     p.add_argument('--channel-ratio', type=float, default=0.25)
     p.add_argument('--resnet50', action='store_true', help='also time allocate on ResNet-50')
     p.add_argument('--r50-images', type=int, default=8)
-    p.add_argument('--threads', type=int, default=2, help='torch threads (0: default)')
-    p.add_argument('--work-dir', default='work_dirs/bench_recipe')
-    p.add_argument('--out', default='docs/results')
-    p.add_argument('--fresh', action='store_true')
     return p.parse_args(argv)
 
 
 def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     work = Path(args.work_dir)
-    dense_state, dense_top1 = train_dense(args.width, args.dense_iters,
-                                          work / f'dense_w{args.width}_{args.dense_iters}.pth')
-    print(f'dense model: {dense_top1:.2f}%', flush=True)
+    dense_state, dense_top1 = dense_start(args)
 
     def dense_model() -> torch.nn.Module:
         model = build_model(args.width)

@@ -393,36 +393,47 @@ def write_markdown(path: Path, meta: dict[str, Any], summary: dict[str, Any]) ->
     path.write_text('\n'.join(out))
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+def add_setting_args(p: argparse.ArgumentParser, threads: int = 0) -> None:
+    """The arguments every bench on this setting shares (model, dense run, budget, seeds)."""
     p.add_argument('--width', type=int, default=16)
     p.add_argument('--dense-iters', type=int, default=12000)
     p.add_argument('--budget', type=int, default=400)
     p.add_argument('--lr', type=float, default=0.01)
     p.add_argument('--kmeans-iters', type=int, default=20)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--threads', type=int, default=threads, help='torch threads (0: default)')
+    p.add_argument('--work-dir', default='work_dirs/bench_recipe')
+    p.add_argument('--out', default='docs/results')
+    p.add_argument('--fresh', action='store_true')
+
+
+def dense_start(args: argparse.Namespace) -> tuple[dict, float]:
+    """Sets the threads and trains (or loads from the work dir) the dense model."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = Path(args.work_dir) / f'dense_w{args.width}_{args.dense_iters}.pth'
+    dense_state, dense_top1 = train_dense(args.width, args.dense_iters, path)
+    print(f'dense model: {dense_top1:.2f}%', flush=True)
+    return dense_state, dense_top1
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    add_setting_args(p)
     p.add_argument('--points', type=int, nargs='+', default=[0, 2, 4],
                    help='indices into POINTS')
     p.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS), metavar='ROW',
                    help='rows to run (default: all)')
     p.add_argument('--kd-cost-steps', type=int, default=40,
                    help='steps of the side-by-side distillation cost measurement')
-    p.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
-    p.add_argument('--work-dir', default='work_dirs/bench_recipe')
-    p.add_argument('--out', default='docs/results')
-    p.add_argument('--fresh', action='store_true')
     return p.parse_args(argv)
 
 
 def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     start = time.perf_counter()
     work = Path(args.work_dir)
-    dense_state, dense_top1 = train_dense(args.width, args.dense_iters,
-                                          work / f'dense_w{args.width}_{args.dense_iters}.pth')
-    print(f'dense model: {dense_top1:.2f}%', flush=True)
+    dense_state, dense_top1 = dense_start(args)
     points = matched_points(args.width)
     tag = f'w{args.width}_d{args.dense_iters}_b{args.budget}_lr{args.lr}_k{args.kmeans_iters}'
     records, ran = [], 0

@@ -1,6 +1,7 @@
 # Budget-driven MVQ: mvq_plugin.allocate chooses each layer's settings (dense, N:M 2:8 / 4:8
 # or plain vq, d, k, codebook precision) with the least measured output distortion inside the
-# budget; every other setting comes from mvq_cfg. Limits (one or more, all must hold):
+# budget; every other setting comes from mvq_cfg (inherit mvq_2-8_k256.py or another base
+# defining it next to this one). Limits (one or more, all must hold):
 #   bytes='1.5MiB' | bits=...            accounted size (params; BN statistics not counted)
 #   energy_ratio=0.5 | energy_pj=...     one inference on `hw` vs the dense model on `baseline`
 #   cycles_ratio=0.5 | cycles=...
@@ -9,8 +10,6 @@
 #   model = dict(_delete_=True, type='mvq_plugin.MVQModel', model={{_base_.model}},
 #                mvq={{_base_.mvq_cfg}}, budget={{_base_.mvq_budget}},
 #                calib_dataloader={{_base_.train_dataloader}}, init_checkpoint=DENSE_CKPT)
-_base_ = ['./mvq_2-8_k256.py']
-
 mvq_budget = dict(
     bytes='1.5MiB',
     choices=dict(nm=['2:8', '4:8', 'none'], block_size=[8, 16],

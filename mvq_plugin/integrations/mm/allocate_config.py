@@ -8,16 +8,17 @@ from typing import Any, Mapping
 from torch import nn
 
 from ...allocation import Allocation
+from ...allocation.budget import LIMIT_FIELDS
 from ...core import MVQConfig
 from .budget import allocate_for_budget
 from .config_model import load_config
 from .model import load_dense_weights
 
-__all__ = ['allocate_from_config', 'LIMIT_KEYS']
+__all__ = ['allocate_from_config']
 
 
-#: Budget fields that are limits (a limit given on the command line replaces the config's).
-LIMIT_KEYS = ('bits', 'bytes', 'energy_pj', 'energy_ratio', 'cycles', 'cycles_ratio')
+#: Budget fields that are limits (one given on the command line replaces the config's).
+LIMIT_KEYS = tuple(f for names in LIMIT_FIELDS.values() for f in names)
 
 
 def allocate_from_config(config: Any, *, checkpoint: str | None = None,
