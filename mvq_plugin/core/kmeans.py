@@ -43,9 +43,12 @@ of ``n x d``.
 """
 from __future__ import annotations
 
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .search import (
@@ -104,41 +107,73 @@ def masked_sse(vectors: torch.Tensor, mask: torch.Tensor | None, codebook: torch
     return float(sq.sum(1).double().sum())
 
 
-def _masked_dist_to(x: torch.Tensor, w: torch.Tensor | None, sqnorm: torch.Tensor,
-                    c: torch.Tensor) -> torch.Tensor:
-    """``|| m_i * (w_i - c) ||^2`` for all rows, one codeword ``c`` (``d``,)."""
-    cross = x @ c
-    quad = (w @ (c * c)) if w is not None else (c * c).sum()
-    return (sqnorm - 2 * cross + quad).clamp(min=0)
-
-
 def _init_codebook(x: torch.Tensor, raw: torch.Tensor, w: torch.Tensor | None,
                    k: int, init: str, gen: torch.Generator) -> torch.Tensor:
     """Initial codewords: masked k-means++ on a seeded subsample, or random vectors.
 
     ``x`` are the weighted queries ``v * w``, ``raw`` the vectors themselves (zero where
     ``v = 0``): codewords are taken from ``raw``, distances measured with ``x`` and ``w``.
+    The ``k`` sequential D^2 draws run in NumPy on the CPU whatever the device: each step
+    touches only the subsample, where a torch op's dispatch and thread start cost more
+    than its arithmetic, and the same seed picks the same codewords on every device.
     """
     n = x.shape[0]
     if init == 'random':
         return raw[torch.randperm(n, generator=gen)[:k].to(x.device)].clone()
     sample = min(n, KMEANSPP_SAMPLE_PER_CENTROID * k)
     rows = torch.randperm(n, generator=gen)[:sample].to(x.device)
-    xs, rs, ws = x[rows], raw[rows], (w[rows] if w is not None else None)
-    ns = (xs * rs).sum(1)  # sum_t v_t w_t^2
-    chosen = [int(torch.randint(sample, (1,), generator=gen))]
-    dist = _masked_dist_to(xs, ws, ns, rs[chosen[0]])
-    for _ in range(1, k):
-        cumulative = dist.double().cpu().cumsum(0)
-        total = float(cumulative[-1])
+    xs, rs = x[rows].cpu().numpy(), raw[rows].cpu().numpy()
+    ws = w[rows].cpu().numpy() if w is not None else None
+    first = int(torch.randint(sample, (1,), generator=gen))
+    uniforms = torch.rand(k - 1, generator=gen, dtype=torch.float64).numpy()
+    chosen = _d2_sample(xs, rs, ws, first, uniforms)
+    return raw[rows[torch.from_numpy(chosen).to(x.device)]].clone()
+
+
+#: Rows per block of the two-level cumulative distribution in :func:`_d2_sample`.
+_D2_BLOCK = 128
+
+
+def _d2_sample(xs: np.ndarray, rs: np.ndarray, ws: np.ndarray | None, first: int,
+               uniforms: np.ndarray) -> np.ndarray:
+    """Indices of ``1 + len(uniforms)`` rows picked by D^2 sampling under the masked distance.
+
+    Row ``first`` is picked first; each next row inverts the cumulative distribution of the
+    squared distance to the nearest picked row at ``u * total`` (uniformly when every
+    distance is 0). Distances: ``|| m * (w - c) ||^2 = sum v w^2 - 2 <v w, c> + <v, c^2>``,
+    on coordinate-major copies (one ``(d,) @ (d, S)`` product per term). The inversion is
+    two-level, over block sums and then within one block, so no step runs a sequential
+    cumulative sum over all ``S`` rows.
+    """
+    sample = xs.shape[0]
+    blocks = -(-sample // _D2_BLOCK)
+    xt, wt = np.ascontiguousarray(xs.T), (np.ascontiguousarray(ws.T) if ws is not None else None)
+    sqnorm = (xs * rs).sum(1)  # sum_t v_t w_t^2
+
+    def dist_to(c: np.ndarray) -> np.ndarray:
+        quad = (c * c) @ wt if wt is not None else np.float32((c * c).sum())
+        return np.maximum(sqnorm - 2 * (c @ xt) + quad, 0)
+
+    chosen = np.empty(len(uniforms) + 1, dtype=np.int64)
+    chosen[0] = first
+    padded = np.zeros(blocks * _D2_BLOCK, dtype=np.float32)  # the tail past ``sample`` stays 0
+    dist, by_block = padded[:sample], padded.reshape(blocks, _D2_BLOCK)
+    dist[:] = dist_to(rs[first])
+    for step, u in enumerate(uniforms, start=1):
+        outer = np.cumsum(by_block.sum(1, dtype=np.float64))
+        total = outer[-1]
         if total > 0:  # D^2 sampling by inverting the cumulative distribution
-            u = float(torch.rand(1, generator=gen, dtype=torch.float64)) * total
-            nxt = min(int(torch.searchsorted(cumulative, u, right=True)), sample - 1)
+            target = u * total
+            b = min(int(np.searchsorted(outer, target, side='right')), blocks - 1)
+            inner = np.cumsum(by_block[b], dtype=np.float64)
+            target -= outer[b - 1] if b else 0.0
+            within = min(int(np.searchsorted(inner, target, side='right')), _D2_BLOCK - 1)
+            nxt = min(b * _D2_BLOCK + within, sample - 1)
         else:  # every sample already has a zero-distance codeword: pick uniformly.
-            nxt = int(torch.randint(sample, (1,), generator=gen))
-        chosen.append(nxt)
-        dist = torch.minimum(dist, _masked_dist_to(xs, ws, ns, rs[nxt]))
-    return rs[torch.tensor(chosen, device=x.device)].clone()
+            nxt = min(int(u * sample), sample - 1)
+        chosen[step] = nxt
+        np.minimum(dist, dist_to(rs[nxt]), out=dist)
+    return chosen
 
 
 def _reseed_empty(codebook: torch.Tensor, x: torch.Tensor, w: torch.Tensor | None,
@@ -272,10 +307,21 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
 class _ClusterSums:
     """Per-codeword sums ``sum v*w`` and weights ``sum v``, recounted from the assignments.
 
-    Float32 partial sums (per chunk of rows, or per mask-pattern group) are accumulated in
-    float64. With a :class:`~mvq_plugin.core.search.FaissL2Search` over mask patterns, every
-    group is a contiguous row range with one kept set: its sums touch the kept coordinates
-    only and its weights are codeword counts.
+    The rows are cut into at most :attr:`CHUNK`-row ranges, one per thread at a time
+    (:func:`_row_ranges`): ``index_add_`` and ``bincount`` run on one core each, so the
+    ranges are summed side by side in a thread pool of ``torch.get_num_threads()`` workers
+    (the ops release the GIL), and their float32 (or float64) partials added in float64.
+
+    Plain k-means keeps a coordinate-major copy of the vectors (``d x n``, as large as the
+    vectors) so that a range's sums are ``d`` weighted bincounts, each reading one contiguous
+    column (faster than an ``index_add_`` of the rows); with importance weights they are an
+    ``index_add_`` of the rows. With a
+    :class:`~mvq_plugin.core.search.FaissL2Search` over mask patterns, every group is a
+    contiguous row range with one kept set, so a range's sums are one bincount over the flat
+    keys ``a_i * d + t`` of its kept entries only (their values laid out once, row-major, in
+    float64; rows with fewer kept entries than the most padded with zero values), and the
+    weights come from the codeword counts per group, ``counts (P, k)``, times the groups'
+    kept sets ``(P, d)``. A 2:8 update reads a quarter of ``n x d``.
 
     Args:
         searcher: The run's searcher (its pattern groups are used when it has them).
@@ -288,40 +334,79 @@ class _ClusterSums:
 
     def __init__(self, searcher, x: torch.Tensor, w: torch.Tensor | None, k: int) -> None:
         self.k, self.d = k, x.shape[1]
-        self.groups = None
-        if searcher.patterns is not None:
-            self.groups = [(lo, hi, cols, torch.from_numpy(xs).t().contiguous())
-                           for lo, hi, (cols, xs) in zip(searcher.offsets, searcher.offsets[1:],
-                                                         searcher.groups) if cols.numel()]
         self.x, self.w = x, w
+        self.cols = self.columns = None
+        if searcher.patterns is None and w is None:
+            self.columns = x.t().contiguous()  # (d, n)
+        self.parallel = x.device.type == 'cpu' and torch.get_num_threads() > 1
+        if searcher.patterns is not None:
+            offsets, groups = searcher.offsets, searcher.groups
+            width = max(1, max(kept.numel() for kept, _ in groups))
+            n = offsets[-1]
+            self.cols = torch.zeros(n, width, dtype=torch.int64)
+            self.values = torch.zeros(n, width, dtype=torch.float64)
+            for lo, hi, (kept, xs) in zip(offsets, offsets[1:], groups):
+                if kept.numel():  # xs: (hi - lo, kept)
+                    self.cols[lo:hi, :kept.numel()] = kept
+                    self.values[lo:hi, :kept.numel()] = torch.from_numpy(xs)
+            sizes = torch.tensor([hi - lo for lo, hi in zip(offsets, offsets[1:])])
+            self.group_base = torch.repeat_interleave(torch.arange(len(groups)) * k, sizes)
+            self.kept_sets = searcher.patterns.double()  # (P, d)
 
     def totals(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(sums (k, d), weights (k, d) or (k, 1))`` in float64 for assignments ``a``."""
-        k, d, dev = self.k, self.d, a.device
-        sums = torch.zeros(k, d, dtype=torch.float64, device=dev)
-        if self.groups is not None:
-            weights = torch.zeros(k, d, dtype=torch.float64, device=dev)
-            for lo, hi, cols, columns in self.groups:  # columns: (kept, rows)
-                part = a[lo:hi]
-                weights[:, cols] += torch.bincount(part, minlength=k).double()[:, None]
-                for col, values in zip(cols.tolist(), columns):
-                    sums[:, col] += torch.bincount(part, weights=values, minlength=k)
-            return sums, weights
-        weights = torch.zeros(k, d if self.w is not None else 1, dtype=torch.float64,
-                              device=dev)
-        for start in range(0, a.shape[0], self.CHUNK):
-            rows = slice(start, start + self.CHUNK)
-            part = a[rows]
-            sums += torch.zeros(k, d, device=dev).index_add_(0, part, self.x[rows]).double()
-            if self.w is None:
-                weights[:, 0] += torch.bincount(part, minlength=k).double()
-            else:
-                weights += torch.zeros(k, d, device=dev).index_add_(0, part,
-                                                                    self.w[rows]).double()
+        ranges = _row_ranges(a.shape[0], self.CHUNK, self.parallel)
+        if len(ranges) > 1:
+            parts = list(_pool().map(lambda r: self._partial(a, *r), ranges))
+        else:
+            parts = [self._partial(a, *ranges[0])]
+        sums = sum(p[0].double() for p in parts)
+        weights = sum(p[1].double() for p in parts)
+        if self.cols is not None:
+            groups = self.kept_sets.shape[0]
+            weights = weights.view(groups, self.k).t() @ self.kept_sets
         return sums, weights
+
+    def _partial(self, a: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sums and weights (grouped: counts per group and codeword) of rows ``lo:hi``."""
+        k, d, part = self.k, self.d, a[lo:hi]
+        if self.cols is not None:
+            keys = ((part * d).unsqueeze(1) + self.cols[lo:hi]).view(-1)
+            sums = torch.bincount(keys, weights=self.values[lo:hi].view(-1), minlength=k * d)
+            counts = torch.bincount(part + self.group_base[lo:hi],
+                                    minlength=self.kept_sets.shape[0] * k)
+            return sums.view(k, d), counts
+        if self.columns is not None:
+            sums = torch.stack([torch.bincount(part, weights=column[lo:hi], minlength=k)
+                                for column in self.columns], 1)
+            return sums, torch.bincount(part, minlength=k).view(k, 1)
+        sums = self.x.new_zeros(k, d).index_add_(0, part, self.x[lo:hi])
+        return sums, self.w.new_zeros(k, d).index_add_(0, part, self.w[lo:hi])
 
     def codebook(self, a: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """The updated codebook (``previous`` where a coordinate has no weight)."""
         sums, weights = self.totals(a)
         weights = weights.expand_as(sums)
         return torch.where(weights > 0, (sums / weights.clamp(min=1e-300)).float(), previous)
+
+
+def _row_ranges(n: int, chunk: int, parallel: bool) -> list[tuple[int, int]]:
+    """``(lo, hi)`` row ranges of at most ``chunk`` rows; with ``parallel``, at least one per
+    worker of :func:`_pool` when ``n`` allows (ranges under 4096 rows are not worth a thread)."""
+    parts = -(-n // chunk)
+    if parallel:
+        workers = torch.get_num_threads()
+        parts = max(parts, min(workers, n // 4096)) if n >= 8192 else parts
+        parts = -(-parts // workers) * workers if parts > 1 else parts
+    step = -(-n // max(parts, 1))
+    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+
+
+@functools.lru_cache(maxsize=None)
+def _pool_of(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix='mvq-kmeans')
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The shared worker pool, one worker per torch thread."""
+    return _pool_of(torch.get_num_threads())

@@ -11,6 +11,7 @@ inner-product form, any weights) or :class:`FaissL2Search` (0/1 masks); both ans
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = ['BACKENDS', 'assign', 'query_table', 'search_table', 'resolve_backend',
@@ -190,8 +191,9 @@ class FaissL2Search:
         # leaves torch's threads spinning on the cores faiss is using.
         a = torch.zeros(self.offsets[-1], 1, dtype=torch.int64)
         dist = torch.zeros(self.offsets[-1], 1)
-        tables = [None if cols is not None and cols.numel() == 0 else
-                  (codebook if cols is None else codebook[:, cols]).contiguous().numpy()
+        book = codebook.contiguous().numpy()  # per-group tables gathered in NumPy: cheaper
+        tables = [None if cols is not None and cols.numel() == 0 else  # than a torch op each
+                  (book if cols is None else np.ascontiguousarray(book[:, cols.numpy()]))
                   for cols, _ in self.groups]
         a_out, dist_out = a.numpy(), dist.numpy()
         for g, ((_, xs), table) in enumerate(zip(self.groups, tables)):

@@ -122,3 +122,66 @@ def test_bad_arguments(kwargs, match):
     x, mask = _data()
     with pytest.raises(ValueError, match=match):
         masked_kmeans(x, mask, **kwargs)
+
+
+@pytest.mark.parametrize('kind', ['plain', 'nm', 'ragged', 'weighted'])
+def test_cluster_sums_over_threaded_row_ranges_equal_float64_reference(kind, monkeypatch):
+    """The update's sums and weights, cut into several row ranges summed on two threads,
+    equal a float64 reference: plain, N:M pattern groups, masks whose patterns keep
+    different numbers of entries (padded rows), and importance weights."""
+    pytest.importorskip('faiss')
+    g = torch.Generator().manual_seed(5)
+    n, d, k = 20000, 8, 16
+    x = torch.randn(n, d, generator=g)
+    mask = {'plain': None, 'nm': nm_mask(x.abs(), 2, 8),
+            'ragged': torch.rand(n, d, generator=g) < 0.4,
+            'weighted': torch.rand(n, d, generator=g) < 0.5}[kind]
+    v = (mask.float() * torch.rand(n, d, generator=g) if kind == 'weighted'
+         else mask.float() if mask is not None else torch.ones(n, d))
+    xm = x * v
+    searcher = (search.FaissL2Search(xm, mask) if kind != 'weighted'
+                else search.GemmSearch(xm, x * (v > 0), v, 'torch', 4096))
+    monkeypatch.setattr(km._ClusterSums, 'CHUNK', 3000)
+    monkeypatch.setattr(torch, 'get_num_threads', lambda: 2)
+    assert len(km._row_ranges(n, 3000, True)) == 8
+    sums_of = km._ClusterSums(searcher, xm, v if mask is not None else None, k)
+    a = torch.randint(k, (n,), generator=g)
+    sums, weights = sums_of.totals(a)
+    order = searcher.order if searcher.order is not None else torch.arange(n)
+    rows_x, rows_v = xm[order].double(), v[order].double()  # ``a`` is in the searcher's order
+    one_hot = torch.nn.functional.one_hot(a, k).double()  # (n, k)
+    assert torch.allclose(sums, one_hot.t() @ rows_x, atol=1e-4)
+    assert torch.allclose(weights.expand(k, d), one_hot.t() @ rows_v, atol=1e-4)
+    if kind == 'ragged':
+        assert sums_of.cols is not None and len(searcher.groups) > 100
+
+
+def test_row_ranges_cover_rows_once():
+    for n, chunk, parallel in [(1, 10, True), (9000, 1 << 20, True), (3_186_688, 1 << 20, True),
+                               (50, 7, False), (10_000, 4096, False)]:
+        ranges = km._row_ranges(n, chunk, parallel)
+        assert ranges[0][0] == 0 and ranges[-1][1] == n
+        assert all(hi == lo2 for (_, hi), (lo2, _) in zip(ranges, ranges[1:]))
+        assert all(0 < hi - lo <= chunk for lo, hi in ranges)
+
+
+def test_d2_sampling_inverts_the_cumulative_distribution_exactly():
+    """The two-level inversion picks the row a flat cumulative sum picks, for every draw."""
+    import numpy as np
+    g = torch.Generator().manual_seed(2)
+    s, d = 1000, 4  # not a multiple of the block: the padded tail must never be picked
+    xs = torch.randn(s, d, generator=g)
+    ws = (torch.rand(s, d, generator=g) < 0.5).float()
+    xw = (xs * ws).numpy()
+    uniforms = torch.rand(40, generator=g, dtype=torch.float64).numpy()
+    chosen = km._d2_sample(xw, xw, ws.numpy(), 7, uniforms)
+    dist = None
+    for step, u in enumerate(uniforms, start=1):
+        c = xw[chosen[step - 1]]
+        new = (ws.numpy() * (xw - c) ** 2).sum(1)
+        dist = new if dist is None else np.minimum(dist, new)
+        cumulative = np.cumsum(dist.astype(np.float64))
+        want = min(int(np.searchsorted(cumulative, u * cumulative[-1], side='right')), s - 1)
+        # float32 rounding of the distances may move a draw that lands on a boundary
+        assert chosen[step] == want or abs(cumulative[want] - u * cumulative[-1]) < 1e-3
+    assert chosen[0] == 7 and len(set(chosen.tolist())) == len(chosen)
