@@ -310,7 +310,7 @@ class _ClusterSums:
     The rows are cut into at most :attr:`CHUNK`-row ranges, one per thread at a time
     (:func:`_row_ranges`): ``index_add_`` and ``bincount`` run on one core each, so the
     ranges are summed side by side in a thread pool of ``torch.get_num_threads()`` workers
-    (the ops release the GIL), and their float32 (or float64) partials added in float64.
+    (the ops release the GIL), and their float32 partial sums (and counts) added in float64.
 
     Plain k-means keeps a coordinate-major copy of the vectors (``d x n``, as large as the
     vectors) so that a range's sums are ``d`` weighted bincounts, each reading one contiguous
@@ -318,8 +318,8 @@ class _ClusterSums:
     ``index_add_`` of the rows. With a
     :class:`~mvq_plugin.core.search.FaissL2Search` over mask patterns, every group is a
     contiguous row range with one kept set, so a range's sums are one bincount over the flat
-    keys ``a_i * d + t`` of its kept entries only (their values laid out once, row-major, in
-    float64; rows with fewer kept entries than the most padded with zero values), and the
+    keys ``a_i * d + t`` of its kept entries only (their values laid out once, row-major;
+    rows with fewer kept entries than the most padded with zero values), and the
     weights come from the codeword counts per group, ``counts (P, k)``, times the groups'
     kept sets ``(P, d)``. A 2:8 update reads a quarter of ``n x d``.
 
@@ -343,14 +343,16 @@ class _ClusterSums:
             offsets, groups = searcher.offsets, searcher.groups
             width = max(1, max(kept.numel() for kept, _ in groups))
             n = offsets[-1]
-            self.cols = torch.zeros(n, width, dtype=torch.int64)
-            self.values = torch.zeros(n, width, dtype=torch.float64)
+            index = torch.uint8 if self.d <= 256 else torch.int64  # promoted in the key sum
+            self.cols = torch.zeros(n, width, dtype=index)
+            self.values = torch.zeros(n, width)
             for lo, hi, (kept, xs) in zip(offsets, offsets[1:], groups):
                 if kept.numel():  # xs: (hi - lo, kept)
                     self.cols[lo:hi, :kept.numel()] = kept
                     self.values[lo:hi, :kept.numel()] = torch.from_numpy(xs)
             sizes = torch.tensor([hi - lo for lo, hi in zip(offsets, offsets[1:])])
-            self.group_base = torch.repeat_interleave(torch.arange(len(groups)) * k, sizes)
+            self.group_base = torch.repeat_interleave(torch.arange(len(groups)) * k,
+                                                      sizes).to(torch.int32)
             self.kept_sets = searcher.patterns.double()  # (P, d)
 
     def totals(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
