@@ -6,11 +6,18 @@ data; the mean iteration time (mmengine's ``time`` field, first iterations dropp
 compared as a ratio. The MVQ model's weights are ``mask * codebook[assignments]``, rebuilt on
 every forward (``mvq_plugin.core.rebuild``); backward reaches the codewords.
 
+Both runs start from the same function: the MVQ run clusters the upstream init, and the dense
+run starts from that clustered model baked dense (``mvq_plugin.to_dense``). A detector's step
+depends on its weights (the proposals its RPN keeps decide how many RoIs the box and mask
+heads see), so a dense run from other weights would time different work. ``--rounds``
+alternates dense and MVQ runs; the ratio reported is the median over rounds of each round's
+MVQ / dense.
+
 * ResNet-18 (mmpretrain), Fashion-MNIST 28x28, batch 16 (the test size) and 128 (the demo);
 * ResNet-50 (mmpretrain, the same data), batch 16: the next model size;
 * Mask R-CNN R50-FPN (mmdet), canvas set 128x128, batch 2 (the test size).
 
-    python tools/bench/mm_step_time.py [--iters 30] [--cases ...] [--out FILE.json]
+    python tools/bench/mm_step_time.py [--iters 30] [--rounds 2] [--cases ...] [--out FILE.json]
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import argparse
 import copy
 import json
 import shlex
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -47,9 +55,8 @@ CASES = {
 }
 
 
-def _dense_checkpoint(config: str, path: Path, options: list[str]) -> None:
-    """The upstream model's own init as the dense checkpoint (timing only)."""
-    import torch
+def _build(config: str, options: list[str]):
+    """The config (with ``options`` merged) and its model, built in the default scope."""
     from mmengine.config import Config, DictAction
     from mmengine.registry import MODELS, init_default_scope
     cfg = Config.fromfile(str(REPO / config))
@@ -61,9 +68,31 @@ def _dense_checkpoint(config: str, path: Path, options: list[str]) -> None:
     model_cfg = copy.deepcopy(cfg.model)
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    model = MODELS.build(model_cfg)
+    return cfg, MODELS.build(model_cfg)
+
+
+def _checkpoints(case: dict, tmp: Path, name: str, model_options: list[str]) -> tuple[Path, Path]:
+    """``(init, start)``: the upstream model's own init (the MVQ run's ``load_from``) and
+    the model the MVQ run starts from, clustered as its hook clusters and baked dense (the
+    dense run's ``load_from``)."""
+    import torch
+
+    import mvq_plugin as mvq
+    from mvq_plugin.core import cluster_prepared
+    _, model = _build(case['dense'], [f'model.{o}' for o in model_options])
     model.init_weights()
-    torch.save({'state_dict': model.state_dict()}, path)
+    init = tmp / f'{name}_init.pth'
+    torch.save({'state_dict': model.state_dict()}, init)
+    cfg, net = _build(case['mvq'], [f'model.init_checkpoint={init}',
+                                    *(f'model.model.{o}' for o in model_options)])
+    hook = next(h for h in cfg.custom_hooks if h['type'] == 'mvq_plugin.MVQHook')
+    seed = hook.get('seed')
+    cluster_prepared(net, seed=net.mvq_config.seed if seed is None else seed)
+    if hook.get('codebook_quant_start_iter') == 0:
+        mvq.set_codebook_quant(net, True)
+    start = tmp / f'{name}_start_dense.pth'
+    torch.save({'state_dict': mvq.to_dense(net).state_dict()}, start)
+    return init, start
 
 
 def _mean_iter_time(config: str, work: Path, options: list[str], skip: int) -> float:
@@ -81,6 +110,7 @@ def main(argv=None) -> dict:
     p.add_argument('--iters', type=int, default=30)
     p.add_argument('--skip', type=int, default=5, help='first iterations not counted')
     p.add_argument('--cases', nargs='+', default=list(CASES))
+    p.add_argument('--rounds', type=int, default=2, help='alternating dense/MVQ run pairs')
     p.add_argument('--out')
     args = p.parse_args(argv)
     results = {}
@@ -101,20 +131,27 @@ def main(argv=None) -> dict:
                 common += [f'{split}_evaluator.ann_file={coco}/annotations/instances_val.json'
                            for split in ('val', 'test')]
             model = case.get('model_options', [])
-            ckpt = tmp / f'{name}_dense.pth'
-            _dense_checkpoint(case['dense'], ckpt, [f'model.{o}' for o in model])
-            dense = _mean_iter_time(case['dense'], tmp / f'{name}_dense',
-                                    common + [f'model.{o}' for o in model], args.skip)
-            mvq = _mean_iter_time(case['mvq'], tmp / f'{name}_mvq',
-                                  common + [f'model.model.{o}' for o in model]
-                                  + [f'load_from={ckpt}'], args.skip)
-            results[name] = dict(dense_s=dense, mvq_s=mvq, ratio=mvq / dense)
-            print(f'{name:14s} dense {dense:.3f} s/iter  MVQ {mvq:.3f} s/iter  '
-                  f'ratio {mvq / dense:.2f}x', flush=True)
+            init, start = _checkpoints(case, tmp, name, model)
+            rows = []
+            for round_ in range(args.rounds):
+                dense = _mean_iter_time(case['dense'], tmp / f'{name}_dense_{round_}',
+                                        common + [f'model.{o}' for o in model]
+                                        + [f'load_from={start}'], args.skip)
+                mvq = _mean_iter_time(case['mvq'], tmp / f'{name}_mvq_{round_}',
+                                      common + [f'model.model.{o}' for o in model]
+                                      + [f'load_from={init}'], args.skip)
+                rows.append(dict(dense_s=dense, mvq_s=mvq, ratio=mvq / dense))
+                print(f'{name:14s} round {round_}: dense {dense:.3f} s/iter  MVQ {mvq:.3f} '
+                      f's/iter  ratio {mvq / dense:.3f}x', flush=True)
+            ratios = [r['ratio'] for r in rows]
+            results[name] = dict(rounds=rows, ratio=statistics.median(ratios),
+                                 ratio_range=[min(ratios), max(ratios)])
+            print(f'{name:14s} median ratio {results[name]["ratio"]:.3f}x '
+                  f'[{min(ratios):.3f}, {max(ratios):.3f}]', flush=True)
     import torch
     meta = dict(command='python ' + ' '.join(shlex.quote(a) for a in sys.argv),
                 machine=describe_machine(), torch_threads=torch.get_num_threads(), iters=args.iters,
-                skip=args.skip)
+                skip=args.skip, rounds=args.rounds)
     if args.out:
         Path(args.out).write_text(json.dumps(dict(meta, results=results), indent=2))
     return results
