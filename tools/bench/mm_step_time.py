@@ -11,13 +11,17 @@ run starts from that clustered model baked dense (``mvq_plugin.to_dense``). A de
 depends on its weights (the proposals its RPN keeps decide how many RoIs the box and mask
 heads see), so a dense run from other weights would time different work. ``--rounds``
 alternates dense and MVQ runs; the ratio reported is the median over rounds of each round's
-MVQ / dense.
+MVQ / dense. ``--interleaved`` instead alternates single ``train_step`` s of the two models in
+one process on the same batches (what mmengine's loop calls per iteration), the ratio of the
+median step times: on a shared machine whose speed drifts by 10-20% between runs minutes
+apart, this is the finer measurement.
 
 * ResNet-18 (mmpretrain), Fashion-MNIST 28x28, batch 16 (the test size) and 128 (the demo);
 * ResNet-50 (mmpretrain, the same data), batch 16: the next model size;
 * Mask R-CNN R50-FPN (mmdet), canvas set 128x128, batch 2 (the test size).
 
-    python tools/bench/mm_step_time.py [--iters 30] [--rounds 2] [--cases ...] [--out FILE.json]
+    python tools/bench/mm_step_time.py [--iters 30] [--rounds 2 | --interleaved] [--cases ...]
+        [--out FILE.json]
 """
 from __future__ import annotations
 
@@ -71,18 +75,11 @@ def _build(config: str, options: list[str]):
     return cfg, MODELS.build(model_cfg)
 
 
-def _checkpoints(case: dict, tmp: Path, name: str, model_options: list[str]) -> tuple[Path, Path]:
-    """``(init, start)``: the upstream model's own init (the MVQ run's ``load_from``) and
-    the model the MVQ run starts from, clustered as its hook clusters and baked dense (the
-    dense run's ``load_from``)."""
-    import torch
-
+def _clustered(case: dict, init: Path, model_options: list[str]):
+    """The MVQ config and model built on the dense ``init``, clustered as its MVQHook clusters
+    before training (same seed, int8 fake quantization on when the hook starts it at 0)."""
     import mvq_plugin as mvq
     from mvq_plugin.core import cluster_prepared
-    _, model = _build(case['dense'], [f'model.{o}' for o in model_options])
-    model.init_weights()
-    init = tmp / f'{name}_init.pth'
-    torch.save({'state_dict': model.state_dict()}, init)
     cfg, net = _build(case['mvq'], [f'model.init_checkpoint={init}',
                                     *(f'model.model.{o}' for o in model_options)])
     hook = next(h for h in cfg.custom_hooks if h['type'] == 'mvq_plugin.MVQHook')
@@ -90,9 +87,63 @@ def _checkpoints(case: dict, tmp: Path, name: str, model_options: list[str]) -> 
     cluster_prepared(net, seed=net.mvq_config.seed if seed is None else seed)
     if hook.get('codebook_quant_start_iter') == 0:
         mvq.set_codebook_quant(net, True)
+    return cfg, net
+
+
+def _checkpoints(case: dict, tmp: Path, name: str, model_options: list[str]) -> tuple[Path, Path]:
+    """``(init, start)``: the upstream model's own init (the MVQ run's ``load_from``) and
+    the model the MVQ run starts from, clustered as its hook clusters and baked dense (the
+    dense run's ``load_from``)."""
+    import torch
+
+    import mvq_plugin as mvq
+    _, model = _build(case['dense'], [f'model.{o}' for o in model_options])
+    model.init_weights()
+    init = tmp / f'{name}_init.pth'
+    torch.save({'state_dict': model.state_dict()}, init)
+    _, net = _clustered(case, init, model_options)
     start = tmp / f'{name}_start_dense.pth'
     torch.save({'state_dict': mvq.to_dense(net).state_dict()}, start)
     return init, start
+
+
+def _interleaved(case: dict, init: Path, start: Path, model_options: list[str],
+                 options: list[str], steps: int, skip: int) -> dict:
+    """Dense and MVQ ``train_step`` s alternating in one process on the same batches.
+
+    The models, optimizer wrappers and dataloader are built from the two configs as the
+    runner builds them; each step is ``model.train_step(batch, optim_wrapper)``, what
+    mmengine's training loop calls, so both see identical inputs seconds apart and the
+    ratio of the median step times is free of the drift between separate runs.
+    """
+    import time
+
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.runner import Runner, load_checkpoint
+    dense_cfg, dense = _build(case['dense'], options + [f'model.{o}' for o in model_options])
+    load_checkpoint(dense, str(start), map_location='cpu')
+    mvq_cfg, net = _clustered(case, init, model_options)
+    loader = Runner.build_dataloader(dense_cfg.train_dataloader, seed=0)
+    batches = []
+    while len(batches) < steps + skip:  # a small set is passed through again
+        batches += [b for b, _ in zip(iter(loader), range(steps + skip - len(batches)))]
+    runs = {'dense': (dense, build_optim_wrapper(dense, dense_cfg.optim_wrapper)),
+            'mvq': (net, build_optim_wrapper(net, mvq_cfg.optim_wrapper))}
+    times = {key: [] for key in runs}
+    for model, _ in runs.values():
+        model.train()
+    for i, batch in enumerate(batches):
+        for key in (('dense', 'mvq') if i % 2 else ('mvq', 'dense')):
+            model, wrapper = runs[key]
+            data = copy.deepcopy(batch)
+            torch.manual_seed(i)  # the same proposal and RoI sampling for both models
+            begin = time.perf_counter()
+            model.train_step(data, wrapper)
+            if i >= skip:
+                times[key].append(time.perf_counter() - begin)
+    dense_s, mvq_s = (statistics.median(times[k]) for k in ('dense', 'mvq'))
+    return dict(dense_s=dense_s, mvq_s=mvq_s, ratio=mvq_s / dense_s, steps=len(times['mvq']))
 
 
 def _mean_iter_time(config: str, work: Path, options: list[str], skip: int) -> float:
@@ -111,6 +162,8 @@ def main(argv=None) -> dict:
     p.add_argument('--skip', type=int, default=5, help='first iterations not counted')
     p.add_argument('--cases', nargs='+', default=list(CASES))
     p.add_argument('--rounds', type=int, default=2, help='alternating dense/MVQ run pairs')
+    p.add_argument('--interleaved', action='store_true',
+                   help='alternate dense and MVQ train steps in one process (same batches)')
     p.add_argument('--out')
     args = p.parse_args(argv)
     results = {}
@@ -132,6 +185,13 @@ def main(argv=None) -> dict:
                            for split in ('val', 'test')]
             model = case.get('model_options', [])
             init, start = _checkpoints(case, tmp, name, model)
+            if args.interleaved:
+                row = _interleaved(case, init, start, model, common, args.iters, args.skip)
+                results[name] = row
+                print(f'{name:14s} interleaved, {row["steps"]} steps each: dense '
+                      f'{row["dense_s"]:.3f} s  MVQ {row["mvq_s"]:.3f} s  ratio '
+                      f'{row["ratio"]:.3f}x', flush=True)
+                continue
             rows = []
             for round_ in range(args.rounds):
                 dense = _mean_iter_time(case['dense'], tmp / f'{name}_dense_{round_}',
@@ -151,7 +211,7 @@ def main(argv=None) -> dict:
     import torch
     meta = dict(command='python ' + ' '.join(shlex.quote(a) for a in sys.argv),
                 machine=describe_machine(), torch_threads=torch.get_num_threads(), iters=args.iters,
-                skip=args.skip, rounds=args.rounds)
+                skip=args.skip, rounds=args.rounds, interleaved=args.interleaved)
     if args.out:
         Path(args.out).write_text(json.dumps(dict(meta, results=results), indent=2))
     return results
