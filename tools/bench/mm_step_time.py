@@ -90,10 +90,10 @@ def _clustered(case: dict, init: Path, model_options: list[str]):
     return cfg, net
 
 
-def _checkpoints(case: dict, tmp: Path, name: str, model_options: list[str]) -> tuple[Path, Path]:
-    """``(init, start)``: the upstream model's own init (the MVQ run's ``load_from``) and
-    the model the MVQ run starts from, clustered as its hook clusters and baked dense (the
-    dense run's ``load_from``)."""
+def _checkpoints(case: dict, tmp: Path, name: str, model_options: list[str]):
+    """``(init, start, (mvq_cfg, net))``: the upstream model's own init (the MVQ run's
+    ``load_from``), the model the MVQ run starts from baked dense (the dense run's
+    ``load_from``), and that clustered MVQ model itself with its config."""
     import torch
 
     import mvq_plugin as mvq
@@ -101,13 +101,13 @@ def _checkpoints(case: dict, tmp: Path, name: str, model_options: list[str]) -> 
     model.init_weights()
     init = tmp / f'{name}_init.pth'
     torch.save({'state_dict': model.state_dict()}, init)
-    _, net = _clustered(case, init, model_options)
+    mvq_cfg, net = _clustered(case, init, model_options)
     start = tmp / f'{name}_start_dense.pth'
-    torch.save({'state_dict': mvq.to_dense(net).state_dict()}, start)
-    return init, start
+    torch.save({'state_dict': mvq.to_dense(copy.deepcopy(net)).state_dict()}, start)
+    return init, start, (mvq_cfg, net)
 
 
-def _interleaved(case: dict, init: Path, start: Path, model_options: list[str],
+def _interleaved(case: dict, start: Path, clustered, model_options: list[str],
                  options: list[str], steps: int, skip: int) -> dict:
     """Dense and MVQ ``train_step`` s alternating in one process on the same batches.
 
@@ -123,7 +123,7 @@ def _interleaved(case: dict, init: Path, start: Path, model_options: list[str],
     from mmengine.runner import Runner, load_checkpoint
     dense_cfg, dense = _build(case['dense'], options + [f'model.{o}' for o in model_options])
     load_checkpoint(dense, str(start), map_location='cpu')
-    mvq_cfg, net = _clustered(case, init, model_options)
+    mvq_cfg, net = clustered
     loader = Runner.build_dataloader(dense_cfg.train_dataloader, seed=0)
     batches = []
     while len(batches) < steps + skip:  # a small set is passed through again
@@ -184,9 +184,9 @@ def main(argv=None) -> dict:
                 common += [f'{split}_evaluator.ann_file={coco}/annotations/instances_val.json'
                            for split in ('val', 'test')]
             model = case.get('model_options', [])
-            init, start = _checkpoints(case, tmp, name, model)
+            init, start, clustered = _checkpoints(case, tmp, name, model)
             if args.interleaved:
-                row = _interleaved(case, init, start, model, common, args.iters, args.skip)
+                row = _interleaved(case, start, clustered, model, common, args.iters, args.skip)
                 results[name] = row
                 print(f'{name:14s} interleaved, {row["steps"]} steps each: dense '
                       f'{row["dense_s"]:.3f} s  MVQ {row["mvq_s"]:.3f} s  ratio '
