@@ -36,21 +36,20 @@ mask has at most ``C(M, N)^(d/M)`` patterns) and searches each group in its kept
 only, ``|| m_i * (w_i - c_j) ||^2 = || w_i[K] - c_j[K] ||^2`` for the kept set ``K``. The
 search returns the per-vector objective, so no extra pass computes ``J``.
 
-The update recounts per-codeword sums and weights every iteration (:class:`_ClusterSums`), in
-float32 partial sums accumulated in float64. With the pattern groups, each group is summed in
-its kept coordinates only and its weights are plain counts, so a 2:8 update reads a quarter
-of ``n x d``.
+The update (:class:`~mvq_plugin.core.kmeans_update.ClusterSums`) recounts per-codeword sums
+and weights every iteration, float32 partial sums over row ranges accumulated in float64.
+With the pattern groups, only the kept coordinates are summed and the weights are codeword
+counts per group, so a 2:8 update reads a quarter of ``n x d``.
 """
 from __future__ import annotations
 
-import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from .kmeans_update import ClusterSums
 from .search import (
     BACKENDS,
     FAISS_MIN_WORK,
@@ -287,7 +286,7 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     a, dist = searcher.nearest(codebook)
     history = [float(dist.double().sum())]
     result = KMeansResult(codebook, a, history)
-    totals = _ClusterSums(searcher, x, w, k)
+    totals = ClusterSums(searcher, x, w, k)
     for _ in range(iters):
         codebook = totals.codebook(a, codebook)
         result.reseeded += _reseed_empty(codebook, raw, w, a, gen, order)
@@ -302,113 +301,3 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
         a = torch.empty_like(a).index_copy_(0, order, a)
     result.codebook, result.assignments = codebook, a
     return result
-
-
-class _ClusterSums:
-    """Per-codeword sums ``sum v*w`` and weights ``sum v``, recounted from the assignments.
-
-    The rows are cut into at most :attr:`CHUNK`-row ranges, one per thread at a time
-    (:func:`_row_ranges`): ``index_add_`` and ``bincount`` run on one core each, so the
-    ranges are summed side by side in a thread pool of ``torch.get_num_threads()`` workers
-    (the ops release the GIL), and their float32 partial sums (and counts) added in float64.
-
-    Plain k-means keeps a coordinate-major copy of the vectors (``d x n``, as large as the
-    vectors) so that a range's sums are ``d`` weighted bincounts, each reading one contiguous
-    column (faster than an ``index_add_`` of the rows); with importance weights they are an
-    ``index_add_`` of the rows. With a
-    :class:`~mvq_plugin.core.search.FaissL2Search` over mask patterns, every group is a
-    contiguous row range with one kept set, so a range's sums are one bincount over the flat
-    keys ``a_i * d + t`` of its kept entries only (their values laid out once, row-major;
-    rows with fewer kept entries than the most padded with zero values), and the
-    weights come from the codeword counts per group, ``counts (P, k)``, times the groups'
-    kept sets ``(P, d)``. A 2:8 update reads a quarter of ``n x d``.
-
-    Args:
-        searcher: The run's searcher (its pattern groups are used when it has them).
-        x: ``(n, d)`` weighted vectors ``v * w`` (used without pattern groups).
-        w: ``(n, d)`` weights ``v`` or ``None`` (all ones).
-        k: Number of codewords.
-    """
-
-    CHUNK = 1 << 20
-
-    def __init__(self, searcher, x: torch.Tensor, w: torch.Tensor | None, k: int) -> None:
-        self.k, self.d = k, x.shape[1]
-        self.x, self.w = x, w
-        self.cols = self.columns = None
-        if searcher.patterns is None and w is None:
-            self.columns = x.t().contiguous()  # (d, n)
-        self.parallel = x.device.type == 'cpu' and torch.get_num_threads() > 1
-        if searcher.patterns is not None:
-            offsets, groups = searcher.offsets, searcher.groups
-            width = max(1, max(kept.numel() for kept, _ in groups))
-            n = offsets[-1]
-            index = torch.uint8 if self.d <= 256 else torch.int64  # promoted in the key sum
-            self.cols = torch.zeros(n, width, dtype=index)
-            self.values = torch.zeros(n, width)
-            for lo, hi, (kept, xs) in zip(offsets, offsets[1:], groups):
-                if kept.numel():  # xs: (hi - lo, kept)
-                    self.cols[lo:hi, :kept.numel()] = kept
-                    self.values[lo:hi, :kept.numel()] = torch.from_numpy(xs)
-            sizes = torch.tensor([hi - lo for lo, hi in zip(offsets, offsets[1:])])
-            self.group_base = torch.repeat_interleave(torch.arange(len(groups)) * k,
-                                                      sizes).to(torch.int32)
-            self.kept_sets = searcher.patterns.double()  # (P, d)
-
-    def totals(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(sums (k, d), weights (k, d) or (k, 1))`` in float64 for assignments ``a``."""
-        ranges = _row_ranges(a.shape[0], self.CHUNK, self.parallel)
-        if len(ranges) > 1:
-            parts = list(_pool().map(lambda r: self._partial(a, *r), ranges))
-        else:
-            parts = [self._partial(a, *ranges[0])]
-        sums = sum(p[0].double() for p in parts)
-        weights = sum(p[1].double() for p in parts)
-        if self.cols is not None:
-            groups = self.kept_sets.shape[0]
-            weights = weights.view(groups, self.k).t() @ self.kept_sets
-        return sums, weights
-
-    def _partial(self, a: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sums and weights (grouped: counts per group and codeword) of rows ``lo:hi``."""
-        k, d, part = self.k, self.d, a[lo:hi]
-        if self.cols is not None:
-            keys = ((part * d).unsqueeze(1) + self.cols[lo:hi]).view(-1)
-            sums = torch.bincount(keys, weights=self.values[lo:hi].view(-1), minlength=k * d)
-            counts = torch.bincount(part + self.group_base[lo:hi],
-                                    minlength=self.kept_sets.shape[0] * k)
-            return sums.view(k, d), counts
-        if self.columns is not None:
-            sums = torch.stack([torch.bincount(part, weights=column[lo:hi], minlength=k)
-                                for column in self.columns], 1)
-            return sums, torch.bincount(part, minlength=k).view(k, 1)
-        sums = self.x.new_zeros(k, d).index_add_(0, part, self.x[lo:hi])
-        return sums, self.w.new_zeros(k, d).index_add_(0, part, self.w[lo:hi])
-
-    def codebook(self, a: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """The updated codebook (``previous`` where a coordinate has no weight)."""
-        sums, weights = self.totals(a)
-        weights = weights.expand_as(sums)
-        return torch.where(weights > 0, (sums / weights.clamp(min=1e-300)).float(), previous)
-
-
-def _row_ranges(n: int, chunk: int, parallel: bool) -> list[tuple[int, int]]:
-    """``(lo, hi)`` row ranges of at most ``chunk`` rows; with ``parallel``, at least one per
-    worker of :func:`_pool` when ``n`` allows (ranges under 4096 rows are not worth a thread)."""
-    parts = -(-n // chunk)
-    if parallel:
-        workers = torch.get_num_threads()
-        parts = max(parts, min(workers, n // 4096)) if n >= 8192 else parts
-        parts = -(-parts // workers) * workers if parts > 1 else parts
-    step = -(-n // max(parts, 1))
-    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-
-
-@functools.lru_cache(maxsize=None)
-def _pool_of(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix='mvq-kmeans')
-
-
-def _pool() -> ThreadPoolExecutor:
-    """The shared worker pool, one worker per torch thread."""
-    return _pool_of(torch.get_num_threads())

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mvq_plugin.core import kmeans as km
-from mvq_plugin.core import masked_kmeans, nm_mask, search
+from mvq_plugin.core import kmeans_update, masked_kmeans, nm_mask, search
 
 
 def _data(n=400, d=8, seed=0):
@@ -141,10 +141,10 @@ def test_cluster_sums_over_threaded_row_ranges_equal_float64_reference(kind, mon
     xm = x * v
     searcher = (search.FaissL2Search(xm, mask) if kind != 'weighted'
                 else search.GemmSearch(xm, x * (v > 0), v, 'torch', 4096))
-    monkeypatch.setattr(km._ClusterSums, 'CHUNK', 3000)
+    monkeypatch.setattr(kmeans_update.ClusterSums, 'CHUNK', 3000)
     monkeypatch.setattr(torch, 'get_num_threads', lambda: 2)
-    assert len(km._row_ranges(n, 3000, True)) == 8
-    sums_of = km._ClusterSums(searcher, xm, v if mask is not None else None, k)
+    assert len(kmeans_update.row_ranges(n, 3000, True)) == 8
+    sums_of = kmeans_update.ClusterSums(searcher, xm, v if mask is not None else None, k)
     a = torch.randint(k, (n,), generator=g)
     sums, weights = sums_of.totals(a)
     order = searcher.order if searcher.order is not None else torch.arange(n)
@@ -159,7 +159,7 @@ def test_cluster_sums_over_threaded_row_ranges_equal_float64_reference(kind, mon
 def test_row_ranges_cover_rows_once():
     for n, chunk, parallel in [(1, 10, True), (9000, 1 << 20, True), (3_186_688, 1 << 20, True),
                                (50, 7, False), (10_000, 4096, False)]:
-        ranges = km._row_ranges(n, chunk, parallel)
+        ranges = kmeans_update.row_ranges(n, chunk, parallel)
         assert ranges[0][0] == 0 and ranges[-1][1] == n
         assert all(hi == lo2 for (_, hi), (lo2, _) in zip(ranges, ranges[1:]))
         assert all(0 < hi - lo <= chunk for lo, hi in ranges)
