@@ -19,7 +19,7 @@ demo: setup  ## the main job on the embedded default
 	$(PY) tools/demo.py --work-dir work_dirs/demo
 
 bench: setup  ## benchmarks that print side-by-side ratios
-	$(PY) tools/bench/kmeans.py --threads 2 --rounds 3 --scaling --out docs/results/kmeans_bench.json
+	$(PY) tools/bench/kmeans.py --threads 2 --rounds 5 --scaling --out docs/results/kmeans_bench.json
 
 bench-accuracy: setup  ## the MVQ recipe vs vq, prune_vq and a dense control at equal bits and budget -> docs/results/mvq_recipe.*
 	$(PY) tools/bench/mvq_recipe.py --width 16 --dense-iters 12000 --budget 400 --seeds 0 1 2 --points 0 2 4

@@ -122,7 +122,7 @@ def _init_codebook(x: torch.Tensor, raw: torch.Tensor, w: torch.Tensor | None,
     sample = min(n, KMEANSPP_SAMPLE_PER_CENTROID * k)
     rows = torch.randperm(n, generator=gen)[:sample].to(x.device)
     xs, rs = x[rows].cpu().numpy(), raw[rows].cpu().numpy()
-    ws = w[rows].cpu().numpy() if w is not None else None
+    ws = w[rows].float().cpu().numpy() if w is not None else None
     first = int(torch.randint(sample, (1,), generator=gen))
     uniforms = torch.rand(k - 1, generator=gen, dtype=torch.float64).numpy()
     chosen = _d2_sample(xs, rs, ws, first, uniforms)
@@ -238,6 +238,9 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     if mask is not None and mask.shape != vectors.shape:
         raise ValueError(f'mask shape {tuple(mask.shape)} does not match vectors '
                          f'{tuple(vectors.shape)}')
+    if mask is not None and mask.dtype != torch.bool and bool(((mask != 0) & (mask != 1)).any()):
+        raise ValueError(f'mask ({mask.dtype}) must be bool or 0/1 (True = kept); pass '
+                         f'per-element importance as weights=')
     if weights is not None:
         if weights.shape != vectors.shape:
             raise ValueError(f'weights shape {tuple(weights.shape)} does not match vectors '
@@ -258,9 +261,9 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     gen = torch.Generator().manual_seed(seed)
 
     raw = vectors.detach().float()
-    w = None  # per-element weights v (0/1 mask, or mask * importance)
+    w = None  # per-element weights v: the bool mask itself, or (float) mask * importance
     if mask is not None:
-        w = mask.to(device=raw.device, dtype=torch.float32)
+        w = mask.to(device=raw.device, dtype=torch.bool)
     if weights is not None:
         h = weights.detach().to(device=raw.device, dtype=torch.float32)
         w = h if w is None else w * h
@@ -276,7 +279,7 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
 
     searcher = None
     if backend == 'faiss' and n * k >= FAISS_MIN_WORK and weights is None:
-        searcher = FaissL2Search(x, w.bool() if w is not None else None)
+        searcher = FaissL2Search(x, w)
         if searcher.patterns is not None and len(searcher.groups) > MAX_MASK_PATTERNS:
             searcher = None  # too many patterns: the 2d-dimensional inner-product form
     order = searcher.order if searcher is not None else None  # a runs in pattern order
@@ -284,20 +287,19 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
         searcher = GemmSearch(x, raw, w, backend, chunk_size)
 
     a, dist = searcher.nearest(codebook)
-    history = [float(dist.double().sum())]
-    result = KMeansResult(codebook, a, history)
+    history, iterations, reseeded, converged = [float(dist.sum(dtype=torch.float64))], 0, 0, False
     totals = ClusterSums(searcher, x, w, k)
     for _ in range(iters):
         codebook = totals.codebook(a, codebook)
-        result.reseeded += _reseed_empty(codebook, raw, w, a, gen, order)
+        reseeded += _reseed_empty(codebook, raw, w, a, gen, order)
+        del a, dist  # freed before the next search allocates its own: one set at a time
         a, dist = searcher.nearest(codebook)
-        history.append(float(dist.double().sum()))
-        result.iterations += 1
-        prev, cur = history[-2], history[-1]
+        history.append(float(dist.sum(dtype=torch.float64)))
+        iterations += 1
+        prev, cur = history[-2:]
         if prev <= 0 or prev - cur <= tol * prev:
-            result.converged = True
+            converged = True
             break
     if order is not None:
         a = torch.empty_like(a).index_copy_(0, order, a)
-    result.codebook, result.assignments = codebook, a
-    return result
+    return KMeansResult(codebook, a, history, iterations, converged, reseeded)

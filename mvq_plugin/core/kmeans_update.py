@@ -36,7 +36,7 @@ class ClusterSums:
     Args:
         searcher: The run's searcher (its pattern groups are used when it has them).
         x: ``(n, d)`` weighted vectors ``v * w`` (used without pattern groups).
-        w: ``(n, d)`` weights ``v`` or ``None`` (all ones).
+        w: ``(n, d)`` weights ``v`` (a bool mask or floats) or ``None`` (all ones).
         k: Number of codewords.
     """
 
@@ -45,6 +45,8 @@ class ClusterSums:
     def __init__(self, searcher, x: torch.Tensor, w: torch.Tensor | None, k: int) -> None:
         self.k, self.d = k, x.shape[1]
         self.x, self.w = x, w
+        if searcher.patterns is None and w is not None and w.dtype == torch.bool:
+            self.w = w.to(x.dtype)  # summed by index_add_ (the pattern groups need no copy)
         self.cols = self.columns = None
         if searcher.patterns is None and w is None:
             self.columns = x.t().contiguous()  # (d, n)

@@ -124,6 +124,16 @@ def test_bad_arguments(kwargs, match):
         masked_kmeans(x, mask, **kwargs)
 
 
+def test_mask_must_be_bool_or_zero_one():
+    x, mask = _data()
+    ref = masked_kmeans(x, mask, 8, iters=5, seed=2)
+    same = masked_kmeans(x, mask.float(), 8, iters=5, seed=2)
+    assert torch.equal(ref.assignments, same.assignments)
+    assert torch.equal(ref.codebook, same.codebook)
+    with pytest.raises(ValueError, match=r'mask \(torch.float32\) must be bool or 0/1'):
+        masked_kmeans(x, mask * 0.5, 8)
+
+
 @pytest.mark.parametrize('kind', ['plain', 'nm', 'ragged', 'weighted'])
 def test_cluster_sums_over_threaded_row_ranges_equal_float64_reference(kind, monkeypatch):
     """The update's sums and weights, cut into several row ranges summed on two threads,
