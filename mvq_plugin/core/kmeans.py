@@ -238,9 +238,11 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     if mask is not None and mask.shape != vectors.shape:
         raise ValueError(f'mask shape {tuple(mask.shape)} does not match vectors '
                          f'{tuple(vectors.shape)}')
-    if mask is not None and mask.dtype != torch.bool and bool(((mask != 0) & (mask != 1)).any()):
-        raise ValueError(f'mask ({mask.dtype}) must be bool or 0/1 (True = kept); pass '
-                         f'per-element importance as weights=')
+    if mask is not None and mask.dtype != torch.bool:
+        other = mask[(mask != 0) & (mask != 1)]
+        if other.numel():
+            raise ValueError(f'mask ({mask.dtype}) holds {other[0].item()!r}: it must be bool '
+                             f'or 0/1 (True = kept); pass per-element importance as weights=')
     if weights is not None:
         if weights.shape != vectors.shape:
             raise ValueError(f'weights shape {tuple(weights.shape)} does not match vectors '
@@ -287,7 +289,9 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
         searcher = GemmSearch(x, raw, w, backend, chunk_size)
 
     a, dist = searcher.nearest(codebook)
-    history, iterations, reseeded, converged = [float(dist.sum(dtype=torch.float64))], 0, 0, False
+    history = [float(dist.sum(dtype=torch.float64))]
+    iterations = reseeded = 0
+    converged = False
     totals = ClusterSums(searcher, x, w, k)
     for _ in range(iters):
         codebook = totals.codebook(a, codebook)

@@ -130,7 +130,7 @@ def test_mask_must_be_bool_or_zero_one():
     same = masked_kmeans(x, mask.float(), 8, iters=5, seed=2)
     assert torch.equal(ref.assignments, same.assignments)
     assert torch.equal(ref.codebook, same.codebook)
-    with pytest.raises(ValueError, match=r'mask \(torch.float32\) must be bool or 0/1'):
+    with pytest.raises(ValueError, match=r'\(torch.float32\) holds 0.5: it must be bool or 0/1'):
         masked_kmeans(x, mask * 0.5, 8)
 
 
