@@ -4,8 +4,8 @@ from .bits import LayerBits, index_bits, layer_bits
 from .blocking import from_subvectors, to_subvectors
 from .calibration import collect_input_stats
 from .cluster import ClusterJob, CompressionReport, LayerReport, cluster_layer, cluster_layers
-from .compress import CONFIG_ATTR, codebook_param_groups, compress, set_codebook_quant, to_dense
-from .config import LayerConfig, MVQConfig
+from .compress import codebook_param_groups, compress, set_codebook_quant, to_dense
+from .config import CONFIG_ATTR, LayerConfig, MVQConfig
 from .distill import DistillConfig, Distiller, make_teacher
 from .importance import IMPORTANCE, get_importance
 from .kmeans import KMeansResult, masked_kmeans, masked_sse
@@ -23,6 +23,7 @@ from .parametrize import (
 )
 from .plan import LayerPlan, Plan, check_patterns, plan, register_layer_type
 from .recipe import MVQRecipe, RecipeResult, finetune_dense, run_recipe
+from .schedule import MVQSchedule, Phase, ScheduleEvent
 from .staged import (
                           cluster_prepared,
                           dense_view,
@@ -44,5 +45,5 @@ __all__ = [
     'register_layer_type', 'Stage', 'index_bits', 'count_macs', 'cluster_layer',
     'cluster_layers', 'ClusterJob', 'attach_mvq_weight', 'CONFIG_ATTR', 'MVQRecipe',
     'RecipeResult', 'run_recipe', 'finetune_dense', 'DistillConfig', 'Distiller',
-    'make_teacher', 'collect_input_stats',
+    'make_teacher', 'collect_input_stats', 'MVQSchedule', 'Phase', 'ScheduleEvent',
 ]

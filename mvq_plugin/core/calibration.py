@@ -28,7 +28,7 @@ __all__ = ['InputStats', 'collect_input_stats', 'element_importance', 'subvector
 #: ``{layer name: (C_in,) mean of x_c^2}``.
 InputStats = dict[str, torch.Tensor]
 
-NO_CALIBRATION = ('needs calibration data: pass calib_batches (a few input batches) so that '
+NO_CALIBRATION = ('needs calibration data: pass calib (a few input batches) so that '
                   'the per-input-channel statistics can be collected')
 
 

@@ -13,38 +13,34 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .calibration import collect_input_stats
+from .calibration import NO_CALIBRATION, collect_input_stats
 from .cluster import CompressionReport, ProgressFn, cluster_layers, make_job
-from .config import MVQConfig
+from .config import CONFIG_ATTR, MVQConfig
 from .importance import Importance
 from .parametrize import attach_mvq_weight, detach_mvq_weight, quantized_layers
 from .plan import plan
 
-__all__ = ['compress', 'to_dense', 'codebook_param_groups', 'set_codebook_quant',
-           'CONFIG_ATTR']
-
-#: Attribute under which :func:`compress` leaves its :class:`MVQConfig` on the model (the
-#: artifact stores it; :func:`mvq_plugin.load` puts it back).
-CONFIG_ATTR = 'mvq_config'
+__all__ = ['compress', 'to_dense', 'codebook_param_groups', 'set_codebook_quant']
 
 
-def _calibration_grads(model: nn.Module, names: list[str],
-                       calib: Callable[[nn.Module], torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``dL/dW`` of the named layers from ``calib(model)``, leaving existing grads intact."""
+def _taylor_grads(model: nn.Module, names: list[str],
+                  taylor_loss: Callable[[nn.Module], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``dL/dW`` of the named layers from ``taylor_loss(model)``, leaving existing grads
+    intact."""
     modules = {n: model.get_submodule(n) for n in names}
     saved = {n: m.weight.grad for n, m in modules.items()}
     for m in modules.values():
         m.weight.grad = None
     try:
-        loss = calib(model)
+        loss = taylor_loss(model)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-            raise ValueError('calib(model) must return a scalar loss tensor, got '
+            raise ValueError('taylor_loss(model) must return a scalar loss tensor, got '
                              f'{type(loss).__name__}')
         loss.backward()
         grads = {}
         for n, m in modules.items():
             if m.weight.grad is None:
-                raise ValueError(f'calibration loss has no gradient for layer {n!r}')
+                raise ValueError(f'taylor_loss has no gradient for layer {n!r}')
             grads[n] = m.weight.grad.detach().clone()
     finally:
         for n, m in modules.items():
@@ -52,12 +48,11 @@ def _calibration_grads(model: nn.Module, names: list[str],
     return grads
 
 
-def compress(model: nn.Module, cfg: MVQConfig,
-             calib: Callable[[nn.Module], torch.Tensor] | None = None, *,
+def compress(model: nn.Module, cfg: MVQConfig, *, calib: Iterable[Any] | None = None,
+             taylor_loss: Callable[[nn.Module], torch.Tensor] | None = None,
              importance: str | Importance | None = None, backend: str = 'auto',
              progress: ProgressFn | None = None,
              first_conv: str | Sequence[str] | None = None,
-             calib_batches: Iterable[Any] | None = None,
              forward_fn: Callable[[nn.Module, Any], Any] | None = None) -> CompressionReport:
     """Compresses ``model`` in place with MVQ (or the ``vq``/``prune_vq`` baselines).
 
@@ -69,17 +64,16 @@ def compress(model: nn.Module, cfg: MVQConfig,
     Args:
         model: Module to compress (on any device; clustering runs on the weight's device).
         cfg: Settings.
-        calib: ``calib(model) -> scalar loss`` on calibration data, needed by
+        calib: A few calibration batches for the data-aware settings
+            (``importance='activation'``, ``kmeans_weights='activation'``).
+        taylor_loss: ``taylor_loss(model) -> scalar loss`` on calibration data, needed by
             ``importance='taylor'``.
         importance: Overrides ``cfg.importance`` with a name or a callable
             ``(weight, grad) -> scores`` (in the sub-vector layout).
         backend: k-means search backend (``'auto'``, ``'torch'``, ``'faiss'``).
         progress: Optional callback ``progress(i, total, name)`` before each layer.
         first_conv: Name(s) of the input conv(s) to keep dense (see :func:`plan`).
-        calib_batches: A few input batches for the data-aware settings
-            (``importance='activation'``, ``kmeans_weights='activation'``).
-        forward_fn: ``forward_fn(model, batch)`` for ``calib_batches`` (default
-            ``model(batch)``).
+        forward_fn: ``forward_fn(model, batch)`` for ``calib`` (default ``model(batch)``).
 
     Returns:
         A :class:`CompressionReport`.
@@ -88,13 +82,16 @@ def compress(model: nn.Module, cfg: MVQConfig,
     todo = the_plan.compressed
     wants_taylor = importance == 'taylor' or (
         importance is None and any(lp.config.importance == 'taylor' for lp in todo))
-    if wants_taylor and calib is None:
-        raise ValueError("importance='taylor' needs calib=callable(model) -> scalar loss")
-    grads = _calibration_grads(model, [lp.name for lp in todo], calib) if wants_taylor else {}
+    if wants_taylor and taylor_loss is None:
+        raise ValueError("importance='taylor' needs taylor_loss=callable(model) -> scalar loss")
+    grads = _taylor_grads(model, [lp.name for lp in todo], taylor_loss) if wants_taylor else {}
     wants_stats = [lp.name for lp in todo if lp.config.needs_calibration
                    or (importance == 'activation' and lp.config.prunes)]
-    stats = (collect_input_stats(model, wants_stats, calib_batches, forward_fn)
-             if wants_stats and calib_batches is not None else {})
+    if wants_stats and calib is None:
+        raise ValueError(f'layers {wants_stats[:3]} use data-aware settings (importance='
+                         f"'activation' or kmeans_weights='activation') and {NO_CALIBRATION}; "
+                         'compress(calib=None)')
+    stats = collect_input_stats(model, wants_stats, calib, forward_fn) if wants_stats else {}
     jobs = []
     for i, lp in enumerate(todo):
         module = model.get_submodule(lp.name)

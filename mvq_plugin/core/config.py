@@ -18,7 +18,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ['MVQConfig', 'LayerConfig', 'METHODS', 'VECTOR_AXES', 'CODEBOOK_BITS']
+__all__ = ['MVQConfig', 'LayerConfig', 'METHODS', 'VECTOR_AXES', 'CODEBOOK_BITS', 'CONFIG_ATTR']
+
+#: Attribute under which every path that compresses (``compress``, ``prepare`` and so
+#: ``run_recipe``, the OpenMMLab builder) leaves its :class:`MVQConfig` on the model; the
+#: artifact stores it and :func:`mvq_plugin.load` puts it back.
+CONFIG_ATTR = 'mvq_config'
 
 METHODS = ('mvq', 'vq', 'prune_vq')
 VECTOR_AXES = ('in_channel', 'spatial')

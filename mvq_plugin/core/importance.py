@@ -27,8 +27,8 @@ def magnitude(weight: torch.Tensor, grad: torch.Tensor | None = None) -> torch.T
 def taylor(weight: torch.Tensor, grad: torch.Tensor | None) -> torch.Tensor:
     """First-order Taylor saliency ``|w * dL/dw|`` (needs calibration gradients)."""
     if grad is None:
-        raise ValueError("importance='taylor' needs gradients: pass calib=callable(model) -> "
-                         'loss to compress()')
+        raise ValueError("importance='taylor' needs gradients: pass taylor_loss=callable(model) "
+                         "-> loss to compress()")
     return (weight * grad).abs()
 
 

@@ -26,7 +26,7 @@ from torch.nn.utils import parametrize
 
 from .calibration import InputStats
 from .cluster import CompressionReport, ProgressFn, cluster_layers, layer_mask, make_job
-from .config import MVQConfig
+from .config import CONFIG_ATTR, MVQConfig
 from .parametrize import (
     STAGE_CLUSTERED,
     STAGE_DENSE,
@@ -46,7 +46,8 @@ def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False,
     """Attaches placeholder MVQ weights (:data:`STAGE_DENSE`) to every planned layer.
 
     The model computes exactly what it computed before; ``model.parameters()`` now include
-    each layer's ``(k, d)`` codebook.
+    each layer's ``(k, d)`` codebook. ``cfg`` is recorded on the model (``CONFIG_ATTR``), so
+    the artifact saved at the end carries the settings.
 
     Args:
         model: Module to prepare, in place.
@@ -74,6 +75,7 @@ def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False,
         q.layer_config = lcfg
         attach_mvq_weight(module, q)
         module.parametrizations.weight.original.requires_grad_(train_dense)
+    setattr(model, CONFIG_ATTR, cfg)
     return the_plan
 
 

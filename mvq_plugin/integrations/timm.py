@@ -39,7 +39,7 @@ Attributes set on a compressed model (plain Python attributes, not in the state 
   clustering error and time; ``None`` for a model loaded from an artifact);
 * ``model.mvq_allocation``: with ``budget=``, the :class:`~mvq_plugin.allocation.Allocation`
   that chose each layer's settings (``create_model('resnet18', budget=dict(bytes='2MiB'),
-  calib_batches=[x])``).
+  calib=[x])``).
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ from ..core.recipe import run_recipe as core_run_recipe
 from .timm_conventions import classifier_names, first_conv_names, pretrained_cfg_of
 
 __all__ = ['create_model', 'create_dense_model', 'compress_model', 'allocate_config',
-           'run_recipe', 'wrap', 'plan', 'load_model',
+           'run_recipe', 'plan', 'load_model',
            'resolve_config', 'first_conv_names', 'classifier_names', 'param_groups']
 
 logger = logging.getLogger('mvq_plugin')
@@ -136,7 +136,7 @@ def plan(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
 
 
 def allocate_config(model: nn.Module, cfg: MVQConfig, budget: Any, *,
-                    calib_batches: Iterable[Any] | None,
+                    calib: Iterable[Any] | None,
                     choices: Any = None, sensitivity_cache: Any = None,
                     backend: str = 'auto') -> tuple[MVQConfig, Allocation]:
     """``cfg`` refined by :func:`mvq_plugin.allocate` for ``budget`` on a timm model.
@@ -151,7 +151,7 @@ def allocate_config(model: nn.Module, cfg: MVQConfig, budget: Any, *,
             raise ValueError('an energy/cycles budget needs input_shape=(1, C, H, W): the '
                              'model has no pretrained_cfg input_size')
         budget = dataclasses.replace(budget, input_shape=(1, *map(int, size)))
-    alloc = allocate(model, budget, choices=choices, calib=calib_batches, base=cfg,
+    alloc = allocate(model, budget, choices=choices, calib=calib, base=cfg,
                      cache=sensitivity_cache, first_conv=first_conv_names(model),
                      backend=backend)
     logger.info('MVQ allocation for %s:\n%s', type(model).__name__, alloc)
@@ -159,32 +159,35 @@ def allocate_config(model: nn.Module, cfg: MVQConfig, budget: Any, *,
 
 
 def compress_model(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
-         classifier: Mapping[str, Any] | bool | None = None,
-         calib: Callable[[nn.Module], torch.Tensor] | None = None,
-         importance: str | Importance | None = None, backend: str = 'auto',
-         progress: ProgressFn | None = None, budget: Any = None,
-         calib_batches: Iterable[Any] | None = None, choices: Any = None,
-         sensitivity_cache: Any = None) -> nn.Module:
+                   classifier: Mapping[str, Any] | bool | None = None,
+                   calib: Iterable[Any] | None = None,
+                   taylor_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+                   importance: str | Importance | None = None, backend: str = 'auto',
+                   progress: ProgressFn | None = None, budget: Any = None,
+                   choices: Any = None, sensitivity_cache: Any = None) -> nn.Module:
     """Compresses a model the user already has, in place.
 
     Plans (first conv from ``pretrained_cfg['first_conv']``, classifier rule from
     ``classifier``), prunes and clusters every planned layer, and attaches ``mvq_config``,
     ``mvq_plan`` and ``mvq_report`` to the model (see the module docstring). With a
     ``budget``, :func:`mvq_plugin.allocate` first chooses each layer's settings (measured on
-    ``calib_batches``) and the model also gets ``mvq_allocation``.
+    ``calib``) and the model also gets ``mvq_allocation``.
 
     Args:
         model: A timm model (or any module; without ``pretrained_cfg`` the core's defaults
             pick the first conv and no classifier rule applies).
         mvq: An :class:`MVQConfig`, a dict of its fields, or ``None`` for the defaults.
         classifier: The classifier rule (see :func:`resolve_config`).
-        calib: ``calib(model) -> scalar loss`` on calibration data (Taylor importance).
+        calib: A few input batches: the statistics of the data-aware settings
+            (``importance='activation'``, ``kmeans_weights='activation'``) and, with a
+            budget, the allocation's measurements.
+        taylor_loss: ``taylor_loss(model) -> scalar loss`` on calibration data (Taylor
+            importance).
         importance: Overrides the config's importance (a name or a callable).
         backend: k-means search backend (``'auto'``, ``'torch'``, ``'faiss'``).
         progress: Optional ``progress(i, total, layer_name)`` callback.
         budget: A :class:`~mvq_plugin.allocation.Budget` or its fields (e.g.
             ``dict(bytes='4MiB')``, ``dict(energy_ratio=0.5, hw='mvq_64x64')``).
-        calib_batches: Input batches the allocation measures distortion on.
         choices: The allocation's :class:`~mvq_plugin.allocation.ChoiceSpace` (or its fields).
         sensitivity_cache: A JSON path (or cache) that keeps the measurements for the next
             budget.
@@ -195,13 +198,12 @@ def compress_model(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None =
     cfg = resolve_config(model, mvq, classifier=classifier)
     if budget is not None:
         cfg, model.mvq_allocation = allocate_config(
-            model, cfg, budget, calib_batches=calib_batches, choices=choices,
+            model, cfg, budget, calib=calib, choices=choices,
             sensitivity_cache=sensitivity_cache, backend=backend)
-    elif calib_batches is not None or choices is not None:
-        raise ValueError('calib_batches/choices are for a budget allocation: pass budget=')
-    report = compress(model, cfg, calib, importance=importance, backend=backend,
-                      progress=progress, first_conv=first_conv_names(model))
-    model.mvq_config = cfg
+    elif choices is not None or sensitivity_cache is not None:
+        raise ValueError('choices/sensitivity_cache are for a budget allocation: pass budget=')
+    report = compress(model, cfg, calib=calib, taylor_loss=taylor_loss, importance=importance,
+                      backend=backend, progress=progress, first_conv=first_conv_names(model))
     model.mvq_plan = report.plan
     model.mvq_report = report
     logger.info('MVQ: %d of %d layers compressed (%s); dense: %s', len(report.plan.compressed),
@@ -223,7 +225,6 @@ def run_recipe(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None,
     cfg = resolve_config(model, mvq, classifier=classifier)
     result = core_run_recipe(model, cfg, recipe, batches, first_conv=first_conv_names(model),
                              **kwargs)
-    model.mvq_config = cfg
     model.mvq_plan = result.plan
     model.mvq_report = result.report
     return result
@@ -281,13 +282,14 @@ def create_dense_model(name: str, pretrained_file: str | Path | None = None,
 
 
 def create_model(name: str, mvq: MVQConfig | Mapping[str, Any] | None = None,
-                 pretrained_file: str | Path | None = None,
-                 calib: Callable[[nn.Module], torch.Tensor] | None = None, *,
+                 pretrained_file: str | Path | None = None, *,
+                 calib: Iterable[Any] | None = None,
+                 taylor_loss: Callable[[nn.Module], torch.Tensor] | None = None,
                  classifier: Mapping[str, Any] | bool | None = None,
                  importance: str | Importance | None = None, backend: str = 'auto',
                  progress: ProgressFn | None = None, budget: Any = None,
-                 calib_batches: Iterable[Any] | None = None, choices: Any = None,
-                 sensitivity_cache: Any = None, **timm_kwargs: Any) -> nn.Module:
+                 choices: Any = None, sensitivity_cache: Any = None,
+                 **timm_kwargs: Any) -> nn.Module:
     """Creates a timm model and compresses it with MVQ: the one call.
 
     Args:
@@ -295,14 +297,14 @@ def create_model(name: str, mvq: MVQConfig | Mapping[str, Any] | None = None,
         mvq: An :class:`MVQConfig`, a dict of its fields, or ``None`` for the defaults.
         pretrained_file: Local dense checkpoint (see :func:`create_dense_model`); the
             clustering runs on these weights. ``None``: random init.
-        calib: ``calib(model) -> scalar loss`` (Taylor importance).
+        calib: Calibration batches (see :func:`compress_model`).
+        taylor_loss: ``taylor_loss(model) -> scalar loss`` (Taylor importance).
         classifier: The classifier rule (see :func:`resolve_config`), e.g.
             ``dict(num_codewords=2048, block_size=4)``.
         importance: Overrides the config's importance.
         backend: k-means search backend.
         progress: Optional per-layer progress callback.
         budget: Per-layer settings chosen for this budget (see :func:`compress_model`).
-        calib_batches: Calibration inputs of the allocation.
         choices: The allocation's choice space.
         sensitivity_cache: Where the allocation keeps its measurements.
         **timm_kwargs: Passed to ``timm.create_model``.
@@ -312,10 +314,10 @@ def create_model(name: str, mvq: MVQConfig | Mapping[str, Any] | None = None,
         ``mvq_allocation`` with a budget).
     """
     model = create_dense_model(name, pretrained_file, **timm_kwargs)
-    return compress_model(model, mvq, classifier=classifier, calib=calib, importance=importance,
-                backend=backend, progress=progress, budget=budget,
-                calib_batches=calib_batches, choices=choices,
-                sensitivity_cache=sensitivity_cache)
+    return compress_model(model, mvq, classifier=classifier, calib=calib,
+                          taylor_loss=taylor_loss, importance=importance, backend=backend,
+                          progress=progress, budget=budget, choices=choices,
+                          sensitivity_cache=sensitivity_cache)
 
 
 def load_model(name: str, path: str | Path, *, strict: bool = True,
@@ -384,6 +386,3 @@ def param_groups(model: nn.Module, weight_decay: float = 0.0,
             groups.append({**group, 'params': params})
     return groups
 
-
-#: Deprecated name of :func:`compress_model` (it compresses in place; it wraps nothing).
-wrap = compress_model

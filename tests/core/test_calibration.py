@@ -47,7 +47,7 @@ def test_activation_mask_follows_input_channel_norms():
 
     cfg = mvq.MVQConfig(num_codewords=16, block_size=8, n=2, m=8, importance='activation',
                         skip_first_conv=True, kmeans_iters=5)
-    mvq.compress(net, cfg, calib_batches=[x, x], forward_fn=forward)
+    mvq.compress(net, cfg, calib=[x, x], forward_fn=forward)
     q = mvq.quantized_layers(net)['1']
     w = net[1].parametrizations.weight.original
     stats = collect_input_stats(_scaled_net(), ['1'], [x, x], forward)  # same statistics
@@ -73,7 +73,7 @@ def test_weighted_clustering_lowers_the_weighted_error(tiny_net):
     base = dict(num_codewords=16, block_size=8, n=2, m=8, kmeans_iters=20)
     plain, aware = TinyNetPair(tiny_net)
     mvq.compress(plain, mvq.MVQConfig(**base))
-    mvq.compress(aware, mvq.MVQConfig(**base, kmeans_weights='activation'), calib_batches=x)
+    mvq.compress(aware, mvq.MVQConfig(**base, kmeans_weights='activation'), calib=x)
     stats = collect_input_stats(tiny_net, ['conv'], x)
     w = tiny_net.conv.weight.detach()
     h = element_importance(tuple(w.shape), stats['conv'])

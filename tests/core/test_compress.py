@@ -161,7 +161,7 @@ def test_int8_fake_quant_and_param_groups(tiny_net):
 def test_taylor_importance_needs_and_uses_calibration(tiny_net):
     cfg = mvq.MVQConfig(importance='taylor', **CFG)
     state = copy.deepcopy(tiny_net.state_dict())
-    with pytest.raises(ValueError, match="importance='taylor' needs calib"):
+    with pytest.raises(ValueError, match="importance='taylor' needs taylor_loss"):
         mvq.compress(tiny_net, cfg)
     assert not mvq.quantized_layers(tiny_net)
     assert all(torch.equal(v, state[k]) for k, v in tiny_net.state_dict().items())
@@ -172,7 +172,7 @@ def test_taylor_importance_needs_and_uses_calibration(tiny_net):
     grads = {n: tiny_net.get_submodule(n).weight.grad.clone() for n in ('conv', 'pw', 'fc')}
     w = {n: tiny_net.get_submodule(n).weight.detach().clone() for n in grads}
     tiny_net.zero_grad()
-    mvq.compress(tiny_net, cfg, calib=calib)
+    mvq.compress(tiny_net, cfg, taylor_loss=calib)
     for n, q in mvq.quantized_layers(tiny_net).items():
         score = blocking.to_subvectors((w[n] * grads[n]).abs(), 8)
         assert torch.equal(q.mask, mvq.core.nm_mask(score, 2, 8))

@@ -505,7 +505,3 @@ def test_train_timm_tool_image_folder(tmp_path):
     assert fc['reason'] == "excluded by pattern '^fc$'"
     assert len(report['losses']) == 6 and all(math.isfinite(v) for v in report['losses'])
     assert report['accuracy']['final']['images'] == 24
-
-
-def test_wrap_is_the_deprecated_name_of_compress_model():
-    assert mvq_timm.wrap is mvq_timm.compress_model

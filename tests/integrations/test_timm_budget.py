@@ -24,7 +24,7 @@ def test_create_model_with_a_size_budget(tmp_path):
     dense = timm.create_model('resnet18', pretrained=False, num_classes=10)
     limit = 32 * sum(p.numel() for p in dense.parameters()) / 8 / 12  # 12x smaller
     model = mvq_timm.create_model('resnet18', BASE, num_classes=10, budget=dict(bytes=limit),
-                                  calib_batches=_calib(), choices=CHOICES,
+                                  calib=_calib(), choices=CHOICES,
                                   sensitivity_cache=str(tmp_path / 'sens.json'))
     alloc = model.mvq_allocation
     stats = mvq_plugin.compression_stats(model)
@@ -39,7 +39,7 @@ def test_create_model_with_a_size_budget(tmp_path):
 def test_energy_budget_uses_the_pretrained_input_size():
     model = mvq_timm.create_model('resnet18', BASE, num_classes=10,
                                   budget=dict(energy_ratio=0.6, hw='mvq_32x32'),
-                                  calib_batches=_calib(), choices=CHOICES)
+                                  calib=_calib(), choices=CHOICES)
     alloc = model.mvq_allocation
     assert alloc.budget.input_shape == (1, 3, 224, 224)
     report = estimate(model, (1, 3, 224, 224), arch='mvq_32x32')
@@ -50,6 +50,6 @@ def test_energy_budget_uses_the_pretrained_input_size():
 def test_unreachable_budget_and_stray_arguments():
     with pytest.raises(InfeasibleBudget, match='smallest reachable'):
         mvq_timm.create_model('resnet18', BASE, num_classes=10, budget=dict(bytes=1000),
-                              calib_batches=_calib(), choices=CHOICES)
+                              calib=_calib(), choices=CHOICES)
     with pytest.raises(ValueError, match='pass budget='):
-        mvq_timm.create_model('resnet18', BASE, num_classes=10, calib_batches=_calib())
+        mvq_timm.create_model('resnet18', BASE, num_classes=10, choices=CHOICES)
