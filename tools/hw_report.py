@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mvq_plugin.core.config import nm_pattern  # noqa: E402
 
 logger = logging.getLogger('mvq_plugin')
 
@@ -57,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    metavar='N', help='input shape for --timm/--config (default 1 3 224 224)')
     p.add_argument('--block-size', type=int, default=8, help='MVQ d for planning (default 8)')
     p.add_argument('--codewords', type=int, default=256, help='MVQ k for planning (default 256)')
-    p.add_argument('--nm', default='2:8', help='MVQ N:M for planning (default 2:8)')
+    p.add_argument('--nm', type=nm_pattern, default='2:8', help='MVQ N:M for planning (default 2:8)')
     p.add_argument('--no-plan', action='store_true', help='cost the network dense')
     p.add_argument('--format', default='table', choices=('table', 'csv', 'json', 'md'))
     p.add_argument('--output', default=None, help='write the report here instead of stdout')
@@ -70,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_workload(args: argparse.Namespace, needs_plan: bool):
     """The workload from --timm, --config or --topology, planned for MVQ when needed."""
     from mvq_plugin import hw
-    n, m = (int(v) for v in args.nm.split(':'))
+    n, m = args.nm
     if args.topology:
         workload = hw.read_topology(args.topology, block_size=args.block_size,
                                     num_codewords=args.codewords)
@@ -95,7 +96,7 @@ def build_mm_workload(args: argparse.Namespace, needs_plan: bool):
     """The workload of an OpenMMLab config's model (planned, or compressed from --checkpoint)."""
     import mvq_plugin as mvq
     from mvq_plugin.integrations.mm.tracing import config_workload
-    n, m = (int(v) for v in args.nm.split(':'))
+    n, m = args.nm
     plan_cfg = mvq.MVQConfig(block_size=args.block_size, num_codewords=args.codewords, n=n,
                              m=m) if needs_plan else None
     return config_workload(args.config, tuple(args.input_shape), checkpoint=args.checkpoint,

@@ -14,6 +14,7 @@ import logging
 from mmengine.config import DictAction
 
 import mvq_plugin as mvq
+from mvq_plugin.core.config import nm_pattern
 from mvq_plugin.integrations.mm.config_model import build_model_from_config
 
 
@@ -23,13 +24,13 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
     p.add_argument('--d', type=int, default=8, help='sub-vector length (upstream configs)')
     p.add_argument('--k', type=int, default=256, help='codewords (upstream configs)')
-    p.add_argument('--nm', default='2:8', help='N:M pattern (upstream configs)')
+    p.add_argument('--nm', type=nm_pattern, default='2:8', help='N:M pattern (upstream configs)')
     args = p.parse_args(argv)
     logging.getLogger('mvq_plugin').setLevel(logging.WARNING)  # the table is the output
     model, _ = build_model_from_config(args.config, args.cfg_options)
     the_plan = getattr(model, 'mvq_plan', None)
     if the_plan is None:
-        n, m = (int(v) for v in args.nm.split(':'))
+        n, m = args.nm
         the_plan = mvq.plan(model, mvq.MVQConfig(block_size=args.d, num_codewords=args.k,
                                                  n=n, m=m))
     text = str(the_plan)

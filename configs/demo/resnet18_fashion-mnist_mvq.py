@@ -5,7 +5,7 @@
 # demo adds the recipe of configs/_base_/mvq/mvq_recipe_2-8_k256.py by --cfg-options: sparse
 # fine-tuning (model.sparse_finetune=True, custom_hooks.0.sparse_finetune_iters), distillation
 # (custom_hooks.0.distill.*) and the data-aware settings (model.mvq.importance/kmeans_weights,
-# custom_hooks.0.calibration_batches).
+# custom_hooks.0.calib_batches).
 _base_ = [
     './resnet18_fashion-mnist_dense.py',
     '../_base_/mvq/mvq_2-8_k256.py',

@@ -14,33 +14,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from ..core.config import CODEBOOK_BITS, LayerConfig
+from ..core.config import CODEBOOK_BITS, LayerConfig, parse_nm
 
 __all__ = ['Choice', 'ChoiceSpace', 'DENSE', 'parse_nm']
 
 #: ``nm`` entries meaning "no pruning" (plain ``vq``).
-NO_PRUNING = ('none', 'dense', '1:1')
-
-
-def parse_nm(value: Any) -> tuple[int, int] | None:
-    """``'2:8'`` -> ``(2, 8)``; ``'none'`` -> ``None`` (no pruning: plain VQ)."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in NO_PRUNING):
-        return None
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        n, m = value
-    elif isinstance(value, str) and value.count(':') == 1:
-        n, m = value.split(':')
-    else:
-        raise ValueError(f"N:M choice {value!r} must be 'N:M' (e.g. '2:8') or 'none'")
-    try:
-        n, m = int(n), int(m)
-    except ValueError:
-        raise ValueError(f"N:M choice {value!r} must be 'N:M' with integers, or 'none'") from None
-    if not 1 <= n <= m:
-        raise ValueError(f'N:M choice {value!r} needs 1 <= N <= M')
-    return (None if n == m else (n, m))
-
-
 @dataclass(frozen=True)
 class Choice:
     """One setting for one layer.

@@ -11,9 +11,6 @@ from .importance import IMPORTANCE, get_importance
 from .kmeans import KMeansResult, masked_kmeans, masked_sse
 from .nm import decode_mask, encode_mask, mask_code_bits, nm_mask
 from .parametrize import (
-                          STAGE_CLUSTERED,
-                          STAGE_DENSE,
-                          STAGE_PRUNED,
                           MVQWeight,
                           Stage,
                           attach_mvq_weight,
@@ -41,7 +38,7 @@ __all__ = [
     'mask_code_bits', 'to_subvectors', 'from_subvectors', 'MVQWeight', 'fake_quant_int8',
     'IMPORTANCE', 'get_importance', 'check_patterns', 'prepare', 'prune_prepared',
     'cluster_prepared', 'dense_view',
-    'pending_layers', 'layer_stages', 'STAGE_DENSE', 'STAGE_PRUNED', 'STAGE_CLUSTERED',
+    'pending_layers', 'layer_stages',
     'register_layer_type', 'Stage', 'index_bits', 'count_macs', 'cluster_layer',
     'cluster_layers', 'ClusterJob', 'attach_mvq_weight', 'CONFIG_ATTR', 'MVQRecipe',
     'RecipeResult', 'run_recipe', 'finetune_dense', 'DistillConfig', 'Distiller',

@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ['MVQConfig', 'LayerConfig', 'METHODS', 'VECTOR_AXES', 'CODEBOOK_BITS', 'CONFIG_ATTR']
+__all__ = ['MVQConfig', 'LayerConfig', 'METHODS', 'VECTOR_AXES', 'CODEBOOK_BITS', 'CONFIG_ATTR',
+           'parse_nm', 'nm_pattern', 'NO_PRUNING']
 
 #: Attribute under which every path that compresses (``compress``, ``prepare`` and so
 #: ``run_recipe``, the OpenMMLab builder) leaves its :class:`MVQConfig` on the model; the
@@ -36,6 +37,37 @@ CODEBOOK_BITS = (8, 16, 32)
 LAYER_FIELDS = ('block_size', 'num_codewords', 'n', 'm', 'method', 'vector_axis',
                 'kmeans_iters', 'kmeans_init', 'tol', 'codebook_bits', 'importance',
                 'kmeans_weights')
+
+
+#: Words for "no N:M pruning" in :func:`parse_nm`.
+NO_PRUNING = ('none', 'dense', '1:1')
+
+
+def parse_nm(value: Any) -> tuple[int, int] | None:
+    """``'2:8'`` -> ``(2, 8)``; ``'none'`` -> ``None`` (no pruning: plain VQ)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in NO_PRUNING):
+        return None
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        n, m = value
+    elif isinstance(value, str) and value.count(':') == 1:
+        n, m = value.split(':')
+    else:
+        raise ValueError(f"N:M choice {value!r} must be 'N:M' (e.g. '2:8') or 'none'")
+    try:
+        n, m = int(n), int(m)
+    except ValueError:
+        raise ValueError(f"N:M choice {value!r} must be 'N:M' with integers, or 'none'") from None
+    if not 1 <= n <= m:
+        raise ValueError(f'N:M choice {value!r} needs 1 <= N <= M')
+    return (None if n == m else (n, m))
+
+
+def nm_pattern(value: Any) -> tuple[int, int]:
+    """:func:`parse_nm` of a pattern that must prune (``argparse`` ``type=`` of ``--nm``)."""
+    pattern = parse_nm(value)
+    if pattern is None:
+        raise ValueError(f'N:M {value!r}: a pruning pattern such as 2:8 is needed here')
+    return pattern
 
 
 def prunes(method: str, n: int, m: int) -> bool:

@@ -30,12 +30,11 @@ from torch.nn.utils import parametrize
 
 from .bits import layer_bits
 from .blocking import from_subvectors
-from .config import prunes
+from .config import LayerConfig, prunes
 from .rebuild import RebuildPlan, gather_weight
 
-__all__ = ['MVQWeight', 'Stage', 'fake_quant_int8', 'int8_scale', 'STAGE_DENSE', 'STAGE_PRUNED',
-           'STAGE_CLUSTERED', 'attach_mvq_weight', 'detach_mvq_weight', 'quantized_layers',
-           'is_compressed']
+__all__ = ['MVQWeight', 'Stage', 'fake_quant_int8', 'int8_scale', 'attach_mvq_weight',
+           'detach_mvq_weight', 'quantized_layers', 'is_compressed']
 
 
 class Stage(enum.IntEnum):
@@ -48,8 +47,6 @@ class Stage(enum.IntEnum):
     #: ``mask * codebook[assignments]``.
     CLUSTERED = 2
 
-
-STAGE_DENSE, STAGE_PRUNED, STAGE_CLUSTERED = Stage.DENSE, Stage.PRUNED, Stage.CLUSTERED
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -116,17 +113,21 @@ class MVQWeight(nn.Module):
             straight-through estimator, so the model computes what its artifact stores.
         scale: Buffer holding a fixed int8 scale (NaN: derived from the codebook on every
             pass). Loading an int8 artifact fixes it, so the loaded model is bit-exact.
-        stage: Buffer, :data:`STAGE_CLUSTERED` unless built by
-            :func:`~mvq_plugin.core.staged.prepare`, which starts at :data:`STAGE_DENSE` so
-            that training frameworks see the codebook before clustering has run.
+        stage: Buffer, ``Stage.CLUSTERED`` unless built by
+            :func:`~mvq_plugin.core.staged.prepare`, which starts at ``Stage.DENSE`` so
+            that training frameworks see the codebook before clustering has run
+            (:attr:`current_stage` reads it).
         layer_config: The resolved :class:`~mvq_plugin.core.config.LayerConfig` (set by
             ``compress``/``prepare``; ``None`` when rebuilt from an artifact).
+        dense_loaded: Whether dense weights were loaded into the layer's original (set by
+            the framework integrations that load checkpoints; a layer clustered from random
+            weights is refused).
     """
 
     def __init__(self, codebook: torch.Tensor, assignments: torch.Tensor, mask: torch.Tensor,
                  weight_shape: tuple[int, ...], vector_axis: str = 'in_channel', *, n: int,
                  m: int, method: str = 'mvq', codebook_bits: int = 8,
-                 stage: int = STAGE_CLUSTERED) -> None:
+                 stage: int = Stage.CLUSTERED) -> None:
         super().__init__()
         k, d = codebook.shape
         if mask.shape != (assignments.numel(), d):
@@ -149,7 +150,8 @@ class MVQWeight(nn.Module):
         self.register_buffer('scale', torch.tensor(float('nan')))
         self.register_buffer('stage', torch.tensor(int(stage), dtype=torch.uint8))
         self.codebook_quant = False
-        self.layer_config = None
+        self.layer_config: LayerConfig | None = None
+        self.dense_loaded = False
         self._plan: RebuildPlan | None = None
         self._cached: tuple[tuple, torch.Tensor] | None = None
 
@@ -158,15 +160,6 @@ class MVQWeight(nn.Module):
         # pickles rebuild them when first needed instead of carrying them.
         state = super().__getstate__()
         return dict(state, _plan=None, _cached=None)
-
-    @property
-    def quantize(self) -> bool:
-        """Deprecated name of :attr:`codebook_quant`."""
-        return self.codebook_quant
-
-    @quantize.setter
-    def quantize(self, value: bool) -> None:
-        self.codebook_quant = bool(value)
 
     @property
     def prunes(self) -> bool:
@@ -239,12 +232,12 @@ class MVQWeight(nn.Module):
         """
         # Shape-only (meta) tracing cannot read the buffer; shapes agree in every stage.
         stage = Stage.CLUSTERED if self.stage.is_meta else int(self.stage)
-        if stage == STAGE_DENSE:
+        if stage == Stage.DENSE:
             return original
         if self.codebook.is_meta or torch.jit.is_tracing():
             return self.reference_weight(original)
         plan = self.plan()
-        if stage == STAGE_PRUNED:
+        if stage == Stage.PRUNED:
             return original * plan.keep
         if torch.is_grad_enabled():
             self._cached = None
@@ -266,7 +259,7 @@ class MVQWeight(nn.Module):
     def reference_weight(self, original: torch.Tensor) -> torch.Tensor:
         """``from_subvectors(mask * q(codebook)[assignments])`` with plain autograd ops
         (what :meth:`forward` computes faster; tests compare the two)."""
-        if int(self.stage) == STAGE_PRUNED and not self.stage.is_meta:
+        if self.current_stage == Stage.PRUNED and not self.stage.is_meta:
             return original * from_subvectors(self.mask, self.weight_shape, self.vector_axis)
         vectors = self.effective_codebook()[self.assignments] * self.mask
         weight = from_subvectors(vectors, self.weight_shape, self.vector_axis)

@@ -164,13 +164,13 @@ class MVQSchedule:
         self._teacher = teacher
         self._calib_source = calib
         self._calib: list[Any] | None = None
+        if self.bn_recalib and calib is None:
+            raise ValueError(f'MVQSchedule: bn_recalib=True {NO_CALIBRATION}; calib=None')
         needs = [n for n, q in layers.items() if self._config(n, q).needs_calibration]
         if needs and pending_layers(model) and calib is None:
             raise ValueError(f'layers {needs[:3]} use data-aware settings (importance='
                              f"'activation' or kmeans_weights='activation') and "
                              f'{NO_CALIBRATION}; calib=None')
-        if self.bn_recalib and calib is None:
-            raise ValueError(f'MVQSchedule: bn_recalib=True {NO_CALIBRATION}; calib=None')
         dense = [n for n, q in layers.items() if q.current_stage != Stage.CLUSTERED]
         frozen = [n for n in dense if not self._original(n).requires_grad]
         if sparse_iters and frozen:

@@ -5,12 +5,12 @@ the codebooks must exist as parameters when the model is built, while the cluste
 run later, on the dense weights loaded from a checkpoint. The three steps:
 
 1. :func:`prepare` attaches an :class:`~mvq_plugin.core.parametrize.MVQWeight` to every
-   planned layer in :data:`STAGE_DENSE`: the frozen dense weight passes through unchanged and
+   planned layer in ``Stage.DENSE``: the frozen dense weight passes through unchanged and
    the codebook, assignments and mask are placeholders of their final shapes.
 2. :func:`prune_prepared` (optional) computes the N:M masks from the current dense weights
-   (:data:`STAGE_PRUNED`: the layer computes ``original * mask``, for sparse fine-tuning).
+   (``Stage.PRUNED``: the layer computes ``original * mask``, for sparse fine-tuning).
 3. :func:`cluster_prepared` clusters each layer's (masked) dense weight and writes codebook,
-   assignments and mask *in place* (:data:`STAGE_CLUSTERED`), so optimizer state and DDP
+   assignments and mask *in place* (``Stage.CLUSTERED``), so optimizer state and DDP
    registrations stay valid.
 
 The stage is a buffer, so checkpoints carry it: a resumed or tested model never re-clusters.
@@ -28,10 +28,8 @@ from .calibration import InputStats
 from .cluster import CompressionReport, ProgressFn, cluster_layers, layer_mask, make_job
 from .config import CONFIG_ATTR, MVQConfig
 from .parametrize import (
-    STAGE_CLUSTERED,
-    STAGE_DENSE,
-    STAGE_PRUNED,
     MVQWeight,
+    Stage,
     attach_mvq_weight,
     detach_mvq_weight,
     quantized_layers,
@@ -43,7 +41,7 @@ __all__ = ['prepare', 'prune_prepared', 'cluster_prepared', 'pending_layers', 'l
 
 def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False,
             first_conv: str | Sequence[str] | None = None) -> Plan:
-    """Attaches placeholder MVQ weights (:data:`STAGE_DENSE`) to every planned layer.
+    """Attaches placeholder MVQ weights (``Stage.DENSE``) to every planned layer.
 
     The model computes exactly what it computed before; ``model.parameters()`` now include
     each layer's ``(k, d)`` codebook. ``cfg`` is recorded on the model (``CONFIG_ATTR``), so
@@ -71,7 +69,7 @@ def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False,
                       torch.ones(count, d, dtype=torch.bool, device=weight.device),
                       lp.weight_shape, lcfg.vector_axis,
                       n=lcfg.n if lcfg.prunes else lcfg.m, m=lcfg.m, method=lcfg.method,
-                      codebook_bits=lcfg.codebook_bits, stage=STAGE_DENSE)
+                      codebook_bits=lcfg.codebook_bits, stage=Stage.DENSE)
         q.layer_config = lcfg
         attach_mvq_weight(module, q)
         module.parametrizations.weight.original.requires_grad_(train_dense)
@@ -79,14 +77,14 @@ def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False,
     return the_plan
 
 
-def layer_stages(model: nn.Module) -> dict[str, int]:
+def layer_stages(model: nn.Module) -> dict[str, Stage]:
     """``{layer_name: stage}`` of every MVQ layer."""
-    return {name: int(q.stage) for name, q in quantized_layers(model).items()}
+    return {name: q.current_stage for name, q in quantized_layers(model).items()}
 
 
 def pending_layers(model: nn.Module) -> list[str]:
     """Names of MVQ layers not clustered yet."""
-    return [name for name, stage in layer_stages(model).items() if stage != STAGE_CLUSTERED]
+    return [name for name, stage in layer_stages(model).items() if stage != Stage.CLUSTERED]
 
 
 def _original(model: nn.Module, name: str) -> torch.Tensor:
@@ -101,13 +99,13 @@ def _config_of(name: str, q: MVQWeight):
 
 def prune_prepared(model: nn.Module, names: Iterable[str] | None = None, *,
                    input_stats: InputStats | None = None) -> list[str]:
-    """N:M-prunes the dense weights of prepared layers (:data:`STAGE_DENSE` -> ``PRUNED``).
+    """N:M-prunes the dense weights of prepared layers (``Stage.DENSE`` -> ``PRUNED``).
 
     Importances that need a gradient (``taylor``) are not supported here.
 
     Args:
         model: A model after :func:`prepare`.
-        names: Layers to prune (default: every layer still in :data:`STAGE_DENSE`).
+        names: Layers to prune (default: every layer still in ``Stage.DENSE``).
         input_stats: Calibration statistics (:func:`~mvq_plugin.core.calibration.
             collect_input_stats`) for ``importance='activation'``.
 
@@ -115,7 +113,7 @@ def prune_prepared(model: nn.Module, names: Iterable[str] | None = None, *,
         The names of the layers pruned.
     """
     layers = quantized_layers(model)
-    names = [n for n, q in layers.items() if int(q.stage) == STAGE_DENSE] if names is None \
+    names = [n for n, q in layers.items() if q.current_stage == Stage.DENSE] if names is None \
         else list(names)
     stats = input_stats or {}
     for name in names:
@@ -128,7 +126,7 @@ def prune_prepared(model: nn.Module, names: Iterable[str] | None = None, *,
             job = make_job(name, model.get_submodule(name), _original(model, name), lcfg, 0,
                            input_sq=stats.get(name) if lcfg.mask_reads_stats else None)
             q.mask.copy_(layer_mask(job))
-        q.stage.fill_(STAGE_PRUNED)
+        q.stage.fill_(Stage.PRUNED)
     return names
 
 
@@ -136,9 +134,9 @@ def prune_prepared(model: nn.Module, names: Iterable[str] | None = None, *,
 def cluster_prepared(model: nn.Module, names: Iterable[str] | None = None, *, seed: int = 0,
                      backend: str = 'auto', progress: ProgressFn | None = None,
                      input_stats: InputStats | None = None) -> CompressionReport:
-    """Clusters prepared layers in place (-> :data:`STAGE_CLUSTERED`).
+    """Clusters prepared layers in place (-> ``Stage.CLUSTERED``).
 
-    A layer in :data:`STAGE_PRUNED` keeps its mask; one in :data:`STAGE_DENSE` is pruned
+    A layer in ``Stage.PRUNED`` keeps its mask; one in ``Stage.DENSE`` is pruned
     first. Layer ``i`` of the model's MVQ layers uses seed ``seed + i`` (the same seeds
     :func:`~mvq_plugin.core.compress.compress` uses), whichever subset is clustered, so
     layers may be split across processes and still match a single-process run.
@@ -162,7 +160,7 @@ def cluster_prepared(model: nn.Module, names: Iterable[str] | None = None, *, se
     for name in names:
         q = layers[name]
         lcfg = _config_of(name, q)
-        pruned = int(q.stage) == STAGE_PRUNED
+        pruned = q.current_stage == Stage.PRUNED
         jobs.append(make_job(name, model.get_submodule(name), _original(model, name), lcfg,
                              seed + index[name],
                              importance=_keep_mask(q.mask) if pruned else None,

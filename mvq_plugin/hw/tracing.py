@@ -24,10 +24,10 @@ def _entropy_bits(assignments) -> float:
 
 
 def _compression_from_model(model) -> dict[str, dict[str, Any]]:
-    from mvq_plugin.core import STAGE_CLUSTERED, quantized_layers
+    from mvq_plugin.core import Stage, quantized_layers
     out = {}
     for name, q in quantized_layers(model).items():
-        if int(getattr(q, 'stage', STAGE_CLUSTERED)) != STAGE_CLUSTERED:
+        if q.current_stage != Stage.CLUSTERED:
             continue  # prepared, not clustered yet: the plan describes it
         assignments = q.assignments.detach().cpu().numpy()
         mask = q.mask.detach().cpu()

@@ -64,10 +64,11 @@ from ..core.plan import Plan
 from ..core.plan import plan as core_plan
 from ..core.recipe import MVQRecipe, RecipeResult
 from ..core.recipe import run_recipe as core_run_recipe
+from ..core.staged import prepare as core_prepare
 from .timm_conventions import classifier_names, first_conv_names, pretrained_cfg_of
 
 __all__ = ['create_model', 'create_dense_model', 'compress_model', 'allocate_config',
-           'run_recipe', 'plan', 'load_model',
+           'run_recipe', 'prepare_model', 'plan', 'load_model',
            'resolve_config', 'first_conv_names', 'classifier_names', 'param_groups']
 
 logger = logging.getLogger('mvq_plugin')
@@ -228,6 +229,30 @@ def run_recipe(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None,
     model.mvq_plan = result.plan
     model.mvq_report = result.report
     return result
+
+
+def prepare_model(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
+                  classifier: Mapping[str, Any] | bool | None = None,
+                  train_dense: bool = False) -> Plan:
+    """Attaches MVQ structure (codebooks, nothing clustered yet) for a training loop.
+
+    The staged path (:func:`mvq_plugin.core.staged.prepare`) with the timm rules of
+    :func:`compress_model`; an :class:`~mvq_plugin.core.schedule.MVQSchedule` then prunes and
+    clusters inside the loop (:func:`mvq_plugin.integrations.timm_train.train`). Sets
+    ``mvq_config`` and ``mvq_plan``; ``mvq_report`` stays ``None`` until clustering.
+
+    Args:
+        model: A timm model with its dense weights.
+        mvq: Settings (see :func:`resolve_config`).
+        classifier: The classifier rule (see :func:`resolve_config`).
+        train_dense: Keep the dense weights trainable (a sparse phase before clustering).
+    """
+    cfg = resolve_config(model, mvq, classifier=classifier)
+    the_plan = core_prepare(model, cfg, train_dense=train_dense,
+                            first_conv=first_conv_names(model))
+    model.mvq_plan = the_plan
+    model.mvq_report = None
+    return the_plan
 
 
 def _check_offline(name: str) -> None:

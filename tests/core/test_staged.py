@@ -7,9 +7,7 @@ from torch import nn
 
 import mvq_plugin as mvq
 from mvq_plugin.core import (
-    STAGE_CLUSTERED,
-    STAGE_DENSE,
-    STAGE_PRUNED,
+    Stage,
     cluster_prepared,
     layer_stages,
     pending_layers,
@@ -32,7 +30,7 @@ def test_prepare_keeps_outputs_and_exposes_codebooks():
     x = torch.randn(2, 3, 8, 8)
     the_plan = prepare(model, CFG)
     assert [lp.name for lp in the_plan.compressed] == ['2', '5']
-    assert layer_stages(model) == {'2': STAGE_DENSE, '5': STAGE_DENSE}
+    assert layer_stages(model) == {'2': Stage.DENSE, '5': Stage.DENSE}
     assert torch.equal(model(x), ref(x))
     books = [q.codebook for q in mvq.quantized_layers(model).values()]
     ids = {id(p) for p in model.parameters()}
@@ -74,7 +72,7 @@ def test_prune_then_sparse_train_then_cluster_keeps_mask():
     prepare(model, CFG, train_dense=True)
     assert prune_prepared(model) == ['2', '5']
     q = mvq.quantized_layers(model)['2']
-    assert int(q.stage) == STAGE_PRUNED
+    assert q.current_stage == Stage.PRUNED
     w = model[2].weight  # original * mask
     groups = (w.permute(0, 2, 3, 1).reshape(-1, 4) != 0).sum(1)
     assert int(groups.max()) == 2
@@ -88,7 +86,7 @@ def test_prune_then_sparse_train_then_cluster_keeps_mask():
     with torch.no_grad():
         original.add_(torch.randn_like(original))
     cluster_prepared(model)
-    assert torch.equal(q.mask, mask) and int(q.stage) == STAGE_CLUSTERED
+    assert torch.equal(q.mask, mask) and q.current_stage == Stage.CLUSTERED
 
 
 def test_stage_survives_state_dict_round_trip():

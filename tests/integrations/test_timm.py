@@ -207,12 +207,13 @@ def test_taylor_importance_with_calibration():
     calib = lambda m: nn.functional.cross_entropy(m(x), y)  # noqa: E731
     base = _undo_zero_init(timm.create_model('resnet18', num_classes=10))
     a = mvq_timm.compress_model(copy.deepcopy(base), CFG)
-    b = mvq_timm.compress_model(copy.deepcopy(base), dict(CFG, importance='taylor'), calib=calib)
+    b = mvq_timm.compress_model(copy.deepcopy(base), dict(CFG, importance='taylor'),
+                                taylor_loss=calib)
     qa, qb = quantized_layers(a), quantized_layers(b)
     assert sorted(qa) == sorted(qb)
     assert all(q.mask.sum(1).eq(2).all() for q in qb.values())
     assert any(not torch.equal(qa[n].mask, qb[n].mask) for n in qa)
-    with pytest.raises(ValueError, match='calib'):
+    with pytest.raises(ValueError, match='taylor_loss'):
         mvq_timm.compress_model(copy.deepcopy(base), dict(CFG, importance='taylor'))
 
 
@@ -428,7 +429,7 @@ def test_train_timm_tool(tmp_path):
     assert skipped[0]['name'] == 'conv1' and skipped[0]['reason'].startswith('first conv')
     assert report['compression']['compression_ratio'] > 5
     acc = report['accuracy']
-    assert acc['dense'] is None and 0 <= acc['final']['top1'] <= 1
+    assert acc['dense'] is None and 0 <= acc['final']['top1'] <= 100  # in %
     assert acc['final']['images'] == 64
     # The artifact loads into a fresh timm model and computes the reported accuracy's logits.
     model = mvq_timm.load_model('resnet18', out / 'model.mvq', num_classes=10, in_chans=3)
@@ -452,8 +453,10 @@ def test_train_timm_tool_recipe(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     report = json.loads((out / 'report.json').read_text())
     assert len(report['losses']) == 8  # 2 epochs x 4 steps: 4 sparse + 4 codebook
-    stages = report['accuracy']['clustered']['stages']
-    assert list(stages) == ['dense', 'pruned', 'sparse_finetuned', 'clustered', 'finetuned']
+    assert [tuple(e) for e in report['events']] == [
+        ('pruned', 0), ('sparse_end', 4), ('clustered', 4), ('codebook_quant', 4),
+        ('trained', 8)]
+    assert 0 <= report['accuracy']['clustered']['top1'] <= 100
     assert report['mvq_config']['importance'] == 'activation'
     assert report['mvq_config']['kmeans_weights'] == 'activation'
     model = mvq_timm.load_model('resnet18', out / 'model.mvq', num_classes=10, in_chans=3)
@@ -505,3 +508,22 @@ def test_train_timm_tool_image_folder(tmp_path):
     assert fc['reason'] == "excluded by pattern '^fc$'"
     assert len(report['losses']) == 6 and all(math.isfinite(v) for v in report['losses'])
     assert report['accuracy']['final']['images'] == 24
+
+
+def test_compress_model_takes_calibration_for_the_data_aware_settings():
+    """``calib`` reaches the compression: activation importance and weighted k-means work
+    through the one-call API and choose other masks than magnitude importance."""
+    torch.manual_seed(0)
+    base = _undo_zero_init(timm.create_model('resnet18', num_classes=10))
+    x = torch.randn(4, 3, 32, 32) * torch.tensor([4.0, 0.25, 1.0]).view(1, 3, 1, 1)
+    aware = mvq_timm.compress_model(
+        copy.deepcopy(base), MVQConfig(**CFG, importance='activation',
+                                       kmeans_weights='activation'), calib=[x])
+    plain = mvq_timm.compress_model(copy.deepcopy(base), MVQConfig(**CFG))
+    qa, qp = quantized_layers(aware), quantized_layers(plain)
+    assert sorted(qa) == sorted(qp) and len(qa) > 10
+    differs = [n for n in qa if not torch.equal(qa[n].mask, qp[n].mask)]
+    assert len(differs) >= len(qa) // 2, differs
+    assert aware.mvq_config.importance == 'activation'
+    with pytest.raises(ValueError, match='needs calibration data'):
+        mvq_timm.compress_model(copy.deepcopy(base), MVQConfig(**CFG, importance='activation'))

@@ -13,7 +13,7 @@ from torch import nn
 
 import mvq_plugin as mvq
 from mvq_plugin.core import set_codebook_quant
-from mvq_plugin.core.parametrize import STAGE_CLUSTERED, STAGE_DENSE
+from mvq_plugin.core.parametrize import Stage
 from mvq_plugin.core.staged import prepare
 from mvq_plugin.io import (
     FORMAT_VERSION,
@@ -220,9 +220,9 @@ def test_load_into_converted_and_prepared_models(tmp_path):
     # Prepared (placeholders, stage DENSE), as a training framework builds it.
     prepared = ConvNet().eval()
     prepare(prepared, cfg)
-    assert all(int(q.stage) == STAGE_DENSE for q in mvq.quantized_layers(prepared).values())
+    assert all(q.current_stage == Stage.DENSE for q in mvq.quantized_layers(prepared).values())
     mvq.load(prepared, path)
-    assert all(int(q.stage) == STAGE_CLUSTERED for q in mvq.quantized_layers(prepared).values())
+    assert all(q.current_stage == Stage.CLUSTERED for q in mvq.quantized_layers(prepared).values())
     assert torch.equal(prepared(X), src(X))
     # Another k in the model than in the file: the parametrization is replaced.
     other_k = ConvNet().eval()

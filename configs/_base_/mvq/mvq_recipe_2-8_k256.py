@@ -19,5 +19,5 @@ mvq_hook = dict(
     sparse_finetune_iters=200,  # the first iterations: N:M-sparse fine-tuning
     codebook_quant_start_iter=0,
     distill=dict(logits_weight=1.0, temperature=1.0, task_weight=1.0),
-    calibration_batches=0,      # >= 1 when a data-aware setting is on
+    calib_batches=0,      # >= 1 when a data-aware setting is on
 )

@@ -2,25 +2,27 @@
 
 mmengine's ``Runner`` builds the optimizer and the DDP wrapper before any hook runs, so the
 codebooks must be parameters of the model it builds. ``type='mvq_plugin.MVQModel'`` builds the
-upstream model (``ImageClassifier``, ``MaskRCNN``, ``EncoderDecoder``, ...) unchanged and
-then :func:`~mvq_plugin.core.staged.prepare` s it: every planned layer gets an MVQ weight in
-the dense stage (it still computes the dense weight). :class:`~.hooks.MVQHook` clusters later,
+upstream model (``ImageClassifier``, ``MaskRCNN``, ``EncoderDecoder``, ...), runs its own
+``init_weights`` on the upstream structure, and then
+:func:`~mvq_plugin.core.staged.prepare` s it: every planned layer gets an MVQ weight in the
+dense stage (it still computes the dense weight). :class:`~.hooks.MVQHook` clusters later,
 once, on the dense weights that were actually loaded.
 
 Dense weights come from either source, and the hook refuses to cluster without one:
 
-* ``init_checkpoint`` (a builder argument): loaded into the upstream model *before* the MVQ
-  structure exists, and the model is marked initialised so ``Runner._init_model_weights``
-  cannot overwrite it;
+* ``init_checkpoint`` (a builder argument): loaded into the upstream model after its
+  initialisation and before the MVQ structure exists;
 * ``load_from`` (the runner's usual key): the checkpoint's ``X.weight`` entries are mapped to
   ``X.parametrizations.weight.original`` by a load-state-dict pre-hook on each MVQ layer, so
   mmengine's non-strict loading cannot silently skip them.
 
 ``artifact`` loads a ``.mvq`` file instead (testing a compressed model never clusters).
 
-When dense weights come from either source, the upstream ``init_cfg=dict(type='Pretrained')``
-(``torchvision://``, ``open-mmlab://`` URLs in upstream configs) is skipped, with one log line:
-it would download weights only to have them overwritten, and fails offline. A dense
+The upstream ``init_cfg=dict(type='Pretrained')`` (``torchvision://``, ``open-mmlab://`` URLs
+in upstream configs) is skipped, with one log line: MVQ always starts from dense weights of
+one of the sources above, which would overwrite a download, and the download fails offline.
+Because the model is initialised when it is built, the runner's own ``init_weights`` call
+finds it initialised (mmengine logs "called more than once") and changes nothing. A dense
 checkpoint's missing MVQ tensors (codebooks, assignments, masks) are expected, not reported.
 """
 from __future__ import annotations
@@ -30,18 +32,16 @@ import logging
 import os
 from typing import Any, Callable
 
-from mmengine.model import BaseModule
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from torch import nn
 
-from ...core import MVQConfig, check_patterns, dense_view, plan, prepare, quantized_layers
+from ...core import MVQConfig, check_patterns, plan, prepare, quantized_layers
 from .budget import allocate_for_budget, artifact_config
 from .logs import route_logs_to_mmengine
 from .registry import MODELS
 
-__all__ = ['build_mvq_model', 'load_dense_weights', 'dense_loaded_layers', 'drop_pretrained_init',
-           'DENSE_SOURCE_ATTR']
+__all__ = ['build_mvq_model', 'load_dense_weights', 'dense_loaded_layers', 'drop_pretrained_init']
 
 logger = logging.getLogger('mvq_plugin')
 
@@ -75,16 +75,7 @@ def load_dense_weights(model: nn.Module, path: str, cfg: MVQConfig, *,
         raise ValueError(f'{key}={path!r} has no weight for {len(missing)} layer(s) MVQ '
                          f'compresses, e.g. {missing[:4]}')
     load_state_dict(model, state, strict=False, logger='current')
-    for module in model.modules():
-        if isinstance(module, BaseModule):
-            module._is_init = True  # the runner's init_weights must not overwrite them
-    logger.info('MVQ: dense weights loaded from %s=%s; upstream initialisation (init_cfg, '
-                'Pretrained included) skipped', key, path)
-
-
-#: Attribute of an MVQ model naming where its dense weights will come from (set by
-#: :class:`~.hooks.MVQHook` from ``load_from`` before the runner initialises the model).
-DENSE_SOURCE_ATTR = 'mvq_dense_source'
+    logger.info('MVQ: dense weights loaded from %s=%s', key, path)
 
 
 def _is_pretrained(init_cfg: Any) -> bool:
@@ -137,29 +128,20 @@ def _map_dense_weight(module: nn.Module, state_dict: dict, prefix: str, *args: A
                 f'd={q.block_size}): use the MVQ settings the checkpoint was trained with')
 
 
-def _dense_init(model: nn.Module, upstream_init: Callable[[], None]) -> Callable[[], None]:
-    """``init_weights`` that runs the upstream rules on the upstream structure.
-
-    The runner initialises the model after it is built (``Runner._init_model_weights``);
-    OpenMMLab init rules visit every submodule, and would meet the parametrization
-    containers. They run inside :func:`~mvq_plugin.core.dense_view` instead, and so
-    initialise the dense originals exactly as they would the upstream layers.
-    """
-    def init_weights() -> None:
-        source = getattr(model, DENSE_SOURCE_ATTR, None)
-        if source:
-            dropped = drop_pretrained_init(model)
-            if dropped:
-                logger.info('MVQ: dense weights come from %s; skipped the upstream Pretrained '
-                            'initialisation (%s)', source, '; '.join(dropped))
-        with dense_view(model):
-            upstream_init()
-    return init_weights
-
-
 def dense_loaded_layers(model: nn.Module) -> dict[str, bool]:
     """``{layer: whether dense weights were loaded into it}`` for every MVQ layer."""
-    return {n: bool(getattr(q, 'dense_loaded', False)) for n, q in quantized_layers(model).items()}
+    return {n: q.dense_loaded for n, q in quantized_layers(model).items()}
+
+
+def _init_upstream(net: nn.Module) -> None:
+    """The upstream initialisation rules on the upstream structure, ``Pretrained`` skipped."""
+    dropped = drop_pretrained_init(net)
+    if dropped:
+        logger.info('MVQ: skipped the upstream Pretrained initialisation (%s): MVQ clusters '
+                    'the dense weights of model.init_checkpoint or load_from',
+                    '; '.join(dropped))
+    if hasattr(net, 'init_weights'):
+        net.init_weights()
 
 
 @MODELS.register_module(name='MVQModel')
@@ -204,6 +186,7 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
         model_cfg['data_preprocessor'] = data_preprocessor
     net = MMENGINE_MODELS.build(model_cfg)
     check_patterns(net, cfg)
+    _init_upstream(net)
     if init_checkpoint is not None:
         load_dense_weights(net, init_checkpoint, cfg)
     allocation = None
@@ -218,10 +201,7 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
         module = net.get_submodule(lp.name)
         module.register_load_state_dict_pre_hook(_map_dense_weight)
         module.parametrizations.weight[0].dense_loaded = init_checkpoint is not None
-    if hasattr(net, 'init_weights'):
-        net.init_weights = _dense_init(net, net.init_weights)
     net.mvq_plan = the_plan
-    net.mvq_config = cfg
     net.mvq_allocation = allocation
     logger.info('MVQ plan for %s: %d layers compressed, %d dense\n%s', type(net).__name__,
                 len(the_plan.compressed), len(the_plan.skipped), the_plan)

@@ -1,27 +1,31 @@
-"""The recipe's data-aware and distillation parts inside an mmengine run (for ``MVQHook``).
+"""The schedule's data and distillation parts inside an mmengine run (for ``MVQHook``).
 
-* :func:`calibration_inputs`: a few preprocessed ``(inputs, data_samples)`` batches from the
-  run's train set;
+* :class:`TrainCalibration`: the first few preprocessed ``(inputs, data_samples)`` batches
+  of the run's train set, read when the schedule first needs them;
 * :func:`batch_forward`: the OpenMMLab ``mode='tensor'`` forward of such a batch (with its
   data samples, which two-stage detectors need), for the statistics and the teacher;
-* :func:`install_distillation` / :func:`remove_distillation`: an instance-level ``forward``
-  on the model that, in ``mode='loss'``, adds the distillation terms (``loss_kd``,
+* :func:`resolve_distill`: the distillation settings with the model's logits module;
+* :func:`attach_distillation`: a forward hook (public ``nn.Module`` API) on the model that, in
+  ``mode='loss'``, adds the schedule's distillation terms (``loss_kd``,
   ``loss_feat_<module>``) to the model's own losses, which mmengine sums and logs. The
-  teacher lives in the wrapper, not in the model: it is never in a checkpoint or artifact.
+  teacher lives in the schedule, not in the model: it is never in a checkpoint or artifact.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from torch.utils.hooks import RemovableHandle
 
 from ...core.calibration import NO_CALIBRATION
-from ...core.distill import DistillConfig, Distiller, make_teacher
+from ...core.distill import DistillConfig
+from ...core.schedule import MVQSchedule
 
-__all__ = ['calibration_inputs', 'batch_forward', 'install_distillation', 'remove_distillation',
-           'default_logits_module', 'teacher_forward']
+__all__ = ['TrainCalibration', 'calibration_inputs', 'batch_forward', 'attach_distillation',
+           'resolve_distill', 'default_logits_module', 'teacher_forward']
 
 
 def batch_forward(model: nn.Module, batch: tuple[Any, Any]) -> Any:
@@ -39,7 +43,7 @@ def calibration_inputs(runner, model: nn.Module, count: int) -> list[tuple[Any, 
     collate function, dataset order) leaves the train loop's iterator and workers untouched.
     """
     if count < 1:
-        raise ValueError(f'MVQHook calibration {NO_CALIBRATION}; calibration_batches={count}')
+        raise ValueError(f'MVQHook calibration {NO_CALIBRATION}; calib_batches={count}')
     train = runner.train_dataloader
     loader = DataLoader(train.dataset, batch_size=train.batch_size, shuffle=False,
                         num_workers=0, collate_fn=train.collate_fn)
@@ -80,44 +84,51 @@ def teacher_forward(cfg: DistillConfig):
     return forward
 
 
-class _DistillForward:
-    """``forward`` that adds the distillation terms to the losses of ``mode='loss'``."""
+class TrainCalibration:
+    """The first ``count`` train batches (:func:`calibration_inputs`), read when iterated."""
 
-    def __init__(self, model: nn.Module, distiller: Distiller) -> None:
-        self.inner = model.forward  # the class's bound forward
-        self.distiller = distiller
+    def __init__(self, runner, model: nn.Module, count: int) -> None:
+        self.runner, self.model, self.count = runner, model, count
 
-    def __call__(self, inputs: Any, data_samples: Any = None, mode: str = 'tensor') -> Any:
-        out = self.inner(inputs, data_samples, mode)
-        if mode == 'loss':
-            for key, value in self.distiller.losses((inputs, data_samples)).items():
-                out['loss_' + key.replace('/', '_').replace('.', '_')] = value
-        return out
+    def __iter__(self):
+        return iter(calibration_inputs(self.runner, self.model, self.count))
 
 
-def install_distillation(model: nn.Module, cfg: DistillConfig) -> Distiller:
-    """Makes the model's current dense function its teacher and adds the terms to its loss.
-
-    The teacher is built from the dense originals of the MVQ layers (still what the model
-    computes before clustering; on a resumed run, the dense weights the run started from).
+def resolve_distill(model: nn.Module, cfg: DistillConfig | None) -> DistillConfig | None:
+    """``cfg`` with ``logits_module`` defaulted to the model's ``'head.fc'``.
 
     Raises:
         ValueError: logit KD is asked for but the model has no logits module (set
             ``logits_module``, or ``logits_weight=0`` with features).
     """
+    if cfg is None:
+        return None
+    if cfg.logits_module is None and cfg.logits_weight:
+        cfg = dataclasses.replace(cfg, logits_module=default_logits_module(model))
     if cfg.logits_weight and cfg.logits_module is None:
         raise ValueError('distill: logit KD needs logits_module (the module whose output are '
                          "the logits, e.g. 'head.fc'); this model has no 'head.fc': set "
                          'logits_module or logits_weight=0 with features={module: weight}')
-    distiller = Distiller(model, make_teacher(model, originals=True), cfg,
-                          teacher_forward(cfg))
-    model.forward = _DistillForward(model, distiller)
-    return distiller
+    return cfg
 
 
-def remove_distillation(model: nn.Module, distiller: Distiller | None) -> None:
-    """Undoes :func:`install_distillation` (hooks removed, the class's forward back)."""
-    if isinstance(model.__dict__.get('forward'), _DistillForward):
-        del model.forward
-    if distiller is not None:
-        distiller.close()
+def _argument(args: tuple, kwargs: dict, index: int, name: str, default: Any) -> Any:
+    return kwargs[name] if name in kwargs else (args[index] if len(args) > index else default)
+
+
+def attach_distillation(model: nn.Module, schedule: MVQSchedule) -> RemovableHandle:
+    """Adds ``schedule``'s distillation terms to the losses of ``model(..., mode='loss')``.
+
+    A forward hook, registered after the schedule made its teacher (a copy of the model made
+    later would carry the hook). Remove it with the returned handle.
+    """
+    def add_terms(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        if _argument(args, kwargs, 2, 'mode', 'tensor') != 'loss':
+            return None
+        batch = (_argument(args, kwargs, 0, 'inputs', None),
+                 _argument(args, kwargs, 1, 'data_samples', None))
+        for key, value in schedule.distill_losses(batch).items():
+            output['loss_' + key.replace('/', '_').replace('.', '_')] = value
+        return output
+
+    return model.register_forward_hook(add_terms, with_kwargs=True)

@@ -14,7 +14,7 @@ pytest.importorskip('mmseg')
 from mmengine.config import Config  # noqa: E402
 
 import mvq_plugin  # noqa: E402,F401
-from mvq_plugin.core import STAGE_DENSE, layer_stages  # noqa: E402
+from mvq_plugin.core import Stage, layer_stages  # noqa: E402
 from mvq_plugin.integrations.mm import MVQHook  # noqa: E402
 from mvq_plugin.integrations.mm.config_model import build_model_from_config  # noqa: E402
 
@@ -51,7 +51,7 @@ def test_leaf_config_loads_and_builds(path):
     model = _build(cfg)
     the_plan = model.mvq_plan
     assert the_plan.compressed, path
-    assert set(layer_stages(model).values()) == {STAGE_DENSE}
+    assert set(layer_stages(model).values()) == {Stage.DENSE}
     reasons = {lp.name: lp.reason for lp in the_plan.skipped}
     if 'mobilenet' in path:
         assert any('depthwise' in r for r in reasons.values())
@@ -109,7 +109,7 @@ def test_init_checkpoint_weights_reach_the_mvq_layers(tmp_path):
     layer = model.backbone.layer1[0].conv1
     assert torch.equal(layer.parametrizations.weight.original,
                        dense.backbone.layer1[0].conv1.weight)
-    assert model.backbone._is_init  # the runner's init_weights will not overwrite them
+    assert model.backbone.is_init  # the runner's init_weights will not overwrite them
 
 
 class _Runner:

@@ -132,13 +132,14 @@ def test_sparse_phase_then_clustering(tmp_path):
     assert not torch.equal(runner.model.conv.parametrizations.weight.original, original)
 
 
-def test_quant_start_iter_is_the_deprecated_name():
+def test_hook_arguments_are_checked():
     from mvq_plugin.integrations.mm import MVQHook
-    assert MVQHook(quant_start_iter=3).codebook_quant_start_iter == 3
-    with pytest.raises(ValueError, match='codebook_quant_start_iter only'):
-        MVQHook(codebook_quant_start_iter=1, quant_start_iter=3)
     with pytest.raises(ValueError, match="backend='cuda'; choose one of"):
         MVQHook(backend='cuda')
+    with pytest.raises(ValueError, match='codebook_quant_start_iter=-1'):
+        MVQHook(codebook_quant_start_iter=-1)
+    with pytest.raises(ValueError, match='bn_recalib=True needs calibration data'):
+        MVQHook(bn_recalib=True)
 
 
 
@@ -146,7 +147,7 @@ def test_full_recipe_in_the_hook(tmp_path):
     """Sparse phase, self-distillation (logits + a feature) and data-aware settings."""
     runner = _runner(
         tmp_path, [dict(type='mvq_plugin.MVQHook', allow_random_init=True,
-                        sparse_finetune_iters=2, calibration_batches=2,
+                        sparse_finetune_iters=2, calib_batches=2,
                         distill=dict(logits_module='fc', features={'conv': 0.5}))],
         mvq_extra=dict(importance='activation', kmeans_weights='activation'),
         sparse_finetune=True)
@@ -170,10 +171,10 @@ def test_full_recipe_in_the_hook(tmp_path):
     assert set(ckpt['state_dict']) == keys
 
 
-def test_data_aware_settings_need_calibration_batches(tmp_path):
+def test_data_aware_settings_need_calib_batches(tmp_path):
     runner = _runner(tmp_path, [dict(type='mvq_plugin.MVQHook', allow_random_init=True)],
                      mvq_extra=dict(kmeans_weights='activation'))
-    with pytest.raises(ValueError, match='calibration_batches >= 1'):
+    with pytest.raises(ValueError, match='calib_batches >= 1'):
         runner.train()
     long = _runner(tmp_path / 'long', [dict(type='mvq_plugin.MVQHook', allow_random_init=True,
                                              sparse_finetune_iters=4)], sparse_finetune=True)
@@ -181,7 +182,26 @@ def test_data_aware_settings_need_calibration_batches(tmp_path):
                                          r'\(max_iters=4\)'):
         long.train()
     from mvq_plugin.integrations.mm import MVQHook
-    with pytest.raises(ValueError, match='calibration_batches=-1'):
-        MVQHook(calibration_batches=-1)
+    with pytest.raises(ValueError, match='calib_batches=-1'):
+        MVQHook(calib_batches=-1)
     with pytest.raises(ValueError, match='temperature'):
         MVQHook(distill=dict(temperature=-1))
+
+
+def test_checkpoints_of_older_runs_resume_with_their_quantize_key():
+    """Runs before the rename saved ``checkpoint['mvq']['quantize']``; resuming one switches
+    the codebook quantization on as ``codebook_quant`` does."""
+    from types import SimpleNamespace
+
+    from mvq_plugin.integrations.mm import MVQHook
+
+    for key in ('quantize', 'codebook_quant'):
+        model = ToyMVQNet()
+        mvq.compress(model, mvq.MVQConfig(num_codewords=8, n=2, m=4, kmeans_iters=2,
+                                          min_params=0))
+        assert not any(q.codebook_quant for q in mvq.quantized_layers(model).values())
+        hook = MVQHook()
+        hook.after_load_checkpoint(SimpleNamespace(model=model),
+                                   {'mvq': {key: True, 'layer_errors': {'conv': 0.1}}})
+        assert all(q.codebook_quant for q in mvq.quantized_layers(model).values()), key
+        assert hook.layer_errors == {'conv': 0.1}

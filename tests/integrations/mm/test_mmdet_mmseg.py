@@ -126,7 +126,9 @@ def test_load_from_skips_pretrained_url_offline(canvas_root, tmp_path, config):
     out = proc.stdout + proc.stderr
     skipped = [line for line in out.splitlines()
                if 'skipped the upstream Pretrained initialisation' in line]
-    assert len(skipped) == 1 and url in skipped[0] and 'dense.pth' in skipped[0]
+    assert len(skipped) == 1 and url in skipped[0]
+    assert any('dense weights come from load_from=' in line and 'dense.pth' in line
+               for line in out.splitlines())
     assert len(CLUSTER_LINE.findall(out)) == 1
     missing = [line for line in out.splitlines() if 'missing keys in source state_dict' in line]
     assert len(missing) == 1 and genuinely_missing in missing[0]
