@@ -21,6 +21,7 @@ from .core import (
     compress,
     compression_stats,
     plan,
+    preset,
     quantized_layers,
     run_recipe,
     set_codebook_quant,
@@ -34,7 +35,7 @@ from .version import __version__  # noqa: E402
 #: accelerator model;
 #: ``allocate`` chooses per-layer settings for a size, energy or cycle budget.
 __all__ = [
-    'MVQConfig', 'plan', 'compress', 'MVQRecipe', 'run_recipe', 'compression_stats',
+    'MVQConfig', 'preset', 'plan', 'compress', 'MVQRecipe', 'run_recipe', 'compression_stats',
     'codebook_param_groups',
     'set_codebook_quant', 'quantized_layers', 'to_dense', 'save', 'load', 'ArtifactError', 'hw',
     'allocate', 'Budget', 'ChoiceSpace', 'Allocation',

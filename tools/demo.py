@@ -4,12 +4,12 @@
    (``configs/demo/resnet18_fashion-mnist_dense.py``, at half width by default so the whole
    demo fits 10 minutes on 2 AVX2 cores; ``--width 64`` is the standard ResNet-18), or reuses
    the checkpoint a previous run left;
-2. fine-tunes it with the MVQ recipe (``configs/demo/resnet18_fashion-mnist_mvq.py``,
-   ``load_from`` = the dense checkpoint): 2:8 pruning by activation importance, half the
-   budget of sparse fine-tuning, activation-weighted masked k-means (k=256, d=8) with
-   per-layer progress, codebook fine-tuning with int8 codebooks, self-distillation from the
-   dense model throughout (the 2:8 recipe that did best on ``docs/results/mvq_recipe.md``;
-   ``--sparse-iters 0 --no-distill --no-data-aware`` is the one-shot flow), test;
+2. fine-tunes it with the paper's MVQ (``configs/demo/resnet18_fashion-mnist_mvq.py``,
+   ``load_from`` = the dense checkpoint): sub-vectors of d=16 output channels, 4:16 pruning,
+   half the budget of SR-STE sparse training, masked k-means (k=256) with per-layer progress,
+   codebook fine-tuning with int8 codebooks (LSQ scale), self-distillation from the dense
+   model throughout, activation statistics from 8 batches
+   (``--sparse-iters 0 --no-distill --no-data-aware`` is the one-shot flow), test;
 3. the work dir then holds the ``.mvq`` artifact, the MVQ report, the hardware reports and
    plots; a short summary is printed and written to ``summary.json``.
 
@@ -31,12 +31,34 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 from _launch import run_train  # noqa: E402  (tools/_launch.py)
 
+from mvq_plugin.core.config import nm_pattern  # noqa: E402
 from mvq_plugin.integrations.mm.scalars import last_scalar  # noqa: E402
 
 DENSE_CFG = 'configs/demo/resnet18_fashion-mnist_dense.py'
 MVQ_CFG = 'configs/demo/resnet18_fashion-mnist_mvq.py'
 #: The MVQ recipe the demo runs by default (docs/results/mvq_recipe.md decides it).
 RECIPE = dict(sparse_iters=125, distill=True, data_aware=True)
+
+
+#: The dense config's warm-up (its LinearLR ends at this iteration).
+DENSE_WARMUP = 50
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every value checked before anything runs (one line naming the value and the range)."""
+    if args.width < 8 or args.width % 8:
+        parser.error(f'--width {args.width}: must be a multiple of 8 (>= 8)')
+    if args.dense_iters <= DENSE_WARMUP:
+        parser.error(f'--dense-iters {args.dense_iters}: must be > {DENSE_WARMUP} (the dense '
+                     'config warms the learning rate up for 50 iterations)')
+    if args.mvq_iters < 1:
+        parser.error(f'--mvq-iters {args.mvq_iters}: must be >= 1')
+    if not 0 <= args.sparse_iters < args.mvq_iters:
+        parser.error(f'--sparse-iters {args.sparse_iters}: must be in [0, --mvq-iters='
+                     f'{args.mvq_iters}) (the codebooks need iterations of their own)')
+    if args.k < 2 or args.d < 1 or args.d % args.nm[1]:
+        parser.error(f'--k {args.k} / --d {args.d} / --nm {args.nm[0]}:{args.nm[1]}: k >= 2, '
+                     'and M must divide d')
 
 
 def main(argv=None) -> dict:
@@ -56,11 +78,13 @@ def main(argv=None) -> dict:
                    default=RECIPE['data_aware'],
                    help='activation importance and activation-weighted k-means (8 batches)')
     p.add_argument('--k', type=int, default=256)
-    p.add_argument('--nm', default='2:8')
+    p.add_argument('--d', type=int, default=16, help='sub-vector length (output channels)')
+    p.add_argument('--nm', type=nm_pattern, default='4:16')
     args = p.parse_args(argv)
+    check_args(p, args)
     start = time.perf_counter()
     work = Path(args.work_dir).resolve()
-    n, m = (int(v) for v in args.nm.split(':'))
+    n, m = args.nm
 
     # On 2 cores, loading batches in the training process beats two competing workers.
     loaders = [f'{split}_dataloader.num_workers=0' for split in ('train', 'val', 'test')]
@@ -88,14 +112,14 @@ def main(argv=None) -> dict:
         recipe += ['custom_hooks.0.distill.logits_module=head.fc']
     if args.data_aware:
         recipe += ['model.mvq.importance=activation', 'model.mvq.kmeans_weights=activation',
-                   'custom_hooks.0.calibration_batches=8']
+                   'custom_hooks.0.calib_batches=8']
     t_mvq = run_train(MVQ_CFG, mvq_dir, [*recipe,
         *model_options('model.model'),
         f'load_from={dense_ckpt}', f'train_cfg.max_iters={args.mvq_iters}',
         f'train_cfg.val_interval={args.mvq_iters}',
         f'default_hooks.checkpoint.interval={args.mvq_iters}',
         f'param_scheduler.0.end={args.mvq_iters}', f'model.mvq.num_codewords={args.k}',
-        f'model.mvq.n={n}', f'model.mvq.m={m}'])
+        f'model.mvq.block_size={args.d}', f'model.mvq.n={n}', f'model.mvq.m={m}'])
 
     report = json.loads((mvq_dir / 'mvq_report.json').read_text())
     comp = report['compression']

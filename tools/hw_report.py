@@ -10,7 +10,7 @@ Examples::
     # Markdown plus PNG plots
     python tools/hw_report.py --timm resnet50 --format md --plot work_dirs/hw
     # an OpenMMLab MVQ config, planned with its own settings, or its trained artifact
-    python tools/hw_report.py --config configs/mmdet/mask-rcnn_r50_fpn_mvq-2-8-k256_1x_coco.py \
+    python tools/hw_report.py --config configs/mmdet/mask-rcnn_r50_fpn_mvq-4-16-k512_1x_coco.py \
         --input-shape 1 3 800 1216 [--checkpoint work_dirs/mvq/model.mvq]
 
 A dense network costed on an architecture with the sparse array or the VQ weight stream
@@ -58,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    metavar='N', help='input shape for --timm/--config (default 1 3 224 224)')
     p.add_argument('--block-size', type=int, default=8, help='MVQ d for planning (default 8)')
     p.add_argument('--codewords', type=int, default=256, help='MVQ k for planning (default 256)')
-    p.add_argument('--nm', type=nm_pattern, default='2:8', help='MVQ N:M for planning (default 2:8)')
+    p.add_argument('--nm', type=nm_pattern, default='2:8',
+                   help='MVQ N:M for planning (default 2:8)')
     p.add_argument('--no-plan', action='store_true', help='cost the network dense')
     p.add_argument('--format', default='table', choices=('table', 'csv', 'json', 'md'))
     p.add_argument('--output', default=None, help='write the report here instead of stdout')

@@ -36,7 +36,7 @@ logger = logging.getLogger('mvq_plugin')
 #: ``--flag``: (MVQConfig field, type, choices); unset flags leave the config's value.
 FIELDS = dict(k=('num_codewords', int, None), d=('block_size', int, None),
               method=('method', str, ('mvq', 'vq', 'prune_vq')),
-              vector_axis=('vector_axis', str, ('in_channel', 'spatial')),
+              vector_axis=('vector_axis', str, ('out_channel', 'in_channel', 'spatial')),
               kmeans_iters=('kmeans_iters', int, None), codebook_bits=('codebook_bits', int, None),
               importance=('importance', str, ('magnitude', 'activation')),
               kmeans_weights=('kmeans_weights', str, ('uniform', 'activation')))
@@ -63,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a('--classifier-nm', type=parse_nm, default=argparse.SUPPRESS, help='e.g. 1:4')
     a('--classifier-dense', action='store_true')
     a('--sparse-epochs', type=int, default=0, help='of --epochs, N:M-sparse training first')
+    a('--sparse-method', default='fixed', choices=('fixed', 'srste'), help='sparse phase')
     a('--codebook-quant-epochs', type=int, default=0, help='last epochs with int8 codebooks')
     a('--distill', action='store_true', help='logit KD from the dense model')
     a('--kd-temperature', type=float, default=1.0)
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     quant = args.epochs - args.codebook_quant_epochs if args.codebook_quant_epochs else None
     try:
         schedule = MVQSchedule(
-            model, sparse_iters=args.sparse_epochs * steps,
+            model, sparse_iters=args.sparse_epochs * steps, sparse_method=args.sparse_method,
             codebook_quant_start=None if quant is None else quant * steps,
             calib=[x for (x, _), _ in zip(train_loader, range(args.calib_batches))]
             if args.calib_batches else None,

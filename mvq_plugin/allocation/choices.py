@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from ..core.config import CODEBOOK_BITS, LayerConfig, parse_nm
+from ..core.config import CODEBOOK_BITS, VECTOR_AXES, LayerConfig, parse_nm
 
 __all__ = ['Choice', 'ChoiceSpace', 'DENSE', 'parse_nm']
 
@@ -30,6 +30,7 @@ class Choice:
         n: N of N:M (``n == m``: no pruning).
         m: M of N:M.
         codebook_bits: 8 (int8 + scale), 16 or 32.
+        vector_axis: The sub-vector layout (``None``: the base config's).
     """
 
     method: str
@@ -38,6 +39,7 @@ class Choice:
     n: int | None = None
     m: int | None = None
     codebook_bits: int | None = None
+    vector_axis: str | None = None
 
     def __post_init__(self) -> None:
         if self.method == 'dense':
@@ -58,9 +60,12 @@ class Choice:
         """The :data:`~mvq_plugin.core.config.LAYER_FIELDS` this choice sets (dense: none)."""
         if self.dense:
             return {}
-        return dict(method=self.method, block_size=self.block_size,
-                    num_codewords=self.num_codewords, n=self.n, m=self.m,
-                    codebook_bits=self.codebook_bits)
+        fields = dict(method=self.method, block_size=self.block_size,
+                      num_codewords=self.num_codewords, n=self.n, m=self.m,
+                      codebook_bits=self.codebook_bits)
+        if self.vector_axis is not None:
+            fields['vector_axis'] = self.vector_axis
+        return fields
 
     @property
     def clustering(self) -> 'Choice':
@@ -74,7 +79,8 @@ class Choice:
             return 'dense'
         nm = f' {self.n}:{self.m}' if self.prunes else ''
         prec = {8: 'int8', 16: 'fp16', 32: 'fp32'}[self.codebook_bits]
-        return f'{self.method} d{self.block_size} k{self.num_codewords}{nm} {prec}'
+        axis = f' {self.vector_axis}' if self.vector_axis is not None else ''
+        return f'{self.method} d{self.block_size} k{self.num_codewords}{nm} {prec}{axis}'
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -107,6 +113,9 @@ class ChoiceSpace:
         codebook_bits: Codebook precisions (8: int8 + scale, 16: fp16, 32: fp32).
         dense: Whether keeping a layer dense is a choice.
         method: What a pruned choice runs, ``'mvq'`` (masked k-means) or ``'prune_vq'``.
+        vector_axis: Sub-vector layouts to choose from (``None``: the base config's), e.g.
+            ``('out_channel', 'in_channel')`` lets each layer take the layout it compresses
+            best in.
 
     Raises:
         ValueError: A value no layer could use (named, with what is allowed).
@@ -116,7 +125,7 @@ class ChoiceSpace:
                  block_size: Iterable[int] = (8, 16),
                  num_codewords: Iterable[int] = (16, 32, 64, 128, 256),
                  codebook_bits: Iterable[int] = (8,), dense: bool = True,
-                 method: str = 'mvq') -> None:
+                 method: str = 'mvq', vector_axis: Any = None) -> None:
         if method not in ('mvq', 'prune_vq'):
             raise ValueError(f"ChoiceSpace.method={method!r} must be 'mvq' or 'prune_vq'")
         if not isinstance(dense, bool):
@@ -129,15 +138,21 @@ class ChoiceSpace:
             if bits not in CODEBOOK_BITS:
                 raise ValueError(f'ChoiceSpace.codebook_bits has {bits!r}; allowed: '
                                  f'{list(CODEBOOK_BITS)}')
+        self.vector_axis = _as_tuple('vector_axis', vector_axis)
+        for axis in self.vector_axis:
+            if axis is not None and axis not in VECTOR_AXES:
+                raise ValueError(f'ChoiceSpace.vector_axis has {axis!r}; allowed: '
+                                 f'{list(VECTOR_AXES)} or None (the base config\'s)')
         self.dense = dense
         self.method = method
         choices = []
-        for nm_, d, k, bits in itertools.product(self.nm, self.block_size, self.num_codewords,
-                                                 self.codebook_bits):
+        for nm_, d, k, bits, axis in itertools.product(self.nm, self.block_size,
+                                                       self.num_codewords, self.codebook_bits,
+                                                       self.vector_axis):
             if nm_ is not None and d % nm_[1]:
                 continue  # the N:M group must fit a sub-vector
             n, m = nm_ if nm_ is not None else (1, 1)
-            choices.append(Choice(self.method if nm_ else 'vq', d, k, n, m, bits))
+            choices.append(Choice(self.method if nm_ else 'vq', d, k, n, m, bits, axis))
         if not choices and not dense:
             raise ValueError(f'ChoiceSpace: no (N:M, d) combination fits (M must divide d): '
                              f'nm={nm!r}, block_size={self.block_size!r}')
@@ -153,19 +168,20 @@ class ChoiceSpace:
             return value
         if not isinstance(value, Mapping):
             raise ValueError(f'choices={value!r} must be a ChoiceSpace or a dict of nm, '
-                             'block_size, num_codewords, codebook_bits, dense, method')
+                             'block_size, num_codewords, codebook_bits, dense, method, '
+                             'vector_axis')
         try:
             return cls(**dict(value))
         except TypeError as err:
             raise ValueError(f'choices={dict(value)!r}: {err}; allowed keys: nm, block_size, '
-                             'num_codewords, codebook_bits, dense, method') from None
+                             'num_codewords, codebook_bits, dense, method, vector_axis') from None
 
     def to_dict(self) -> dict[str, Any]:
         """The arguments that rebuild this space."""
         return dict(nm=['none' if v is None else f'{v[0]}:{v[1]}' for v in self.nm],
                     block_size=list(self.block_size), num_codewords=list(self.num_codewords),
                     codebook_bits=list(self.codebook_bits), dense=self.dense,
-                    method=self.method)
+                    method=self.method, vector_axis=list(self.vector_axis))
 
     def __repr__(self) -> str:
         return f'ChoiceSpace({self.to_dict()})'

@@ -14,11 +14,12 @@ from .parametrize import (
                           MVQWeight,
                           Stage,
                           attach_mvq_weight,
-                          fake_quant_int8,
                           is_compressed,
                           quantized_layers,
 )
 from .plan import LayerPlan, Plan, check_patterns, plan, register_layer_type
+from .presets import PRESETS, preset
+from .quant import fake_quant_int8, lsq_quant
 from .recipe import MVQRecipe, RecipeResult, finetune_dense, run_recipe
 from .schedule import MVQSchedule, Phase, ScheduleEvent
 from .staged import (
@@ -43,4 +44,5 @@ __all__ = [
     'cluster_layers', 'ClusterJob', 'attach_mvq_weight', 'CONFIG_ATTR', 'MVQRecipe',
     'RecipeResult', 'run_recipe', 'finetune_dense', 'DistillConfig', 'Distiller',
     'make_teacher', 'collect_input_stats', 'MVQSchedule', 'Phase', 'ScheduleEvent',
+    'lsq_quant', 'preset', 'PRESETS',
 ]

@@ -18,7 +18,7 @@ from torch import nn
 
 from .bits import LayerBits, layer_bits
 from .compress import to_dense
-from .parametrize import MVQWeight, quantized_layers
+from .parametrize import MVQWeight, codebook_parameters, quantized_layers
 
 __all__ = ['LayerBits', 'layer_bits', 'CompressionStats', 'compression_stats', 'count_macs',
            'run_forward']
@@ -185,7 +185,7 @@ def compression_stats(model: nn.Module, example_inputs=None,
     for name, q in quantized.items():
         module = model.get_submodule(name)
         skip_params.add(id(module.parametrizations.weight.original))
-        skip_params.add(id(q.codebook))
+        skip_params.update(id(p) for p in codebook_parameters(q))  # codewords, LSQ scale
         numel = q.assignments.numel() * q.block_size
         bits = q.bits()
         stats.bits_indices += bits.indices

@@ -1,8 +1,15 @@
 """Cutting a weight into sub-vectors and putting it back together.
 
-Two layouts (docs/design.md section 2):
+Three layouts (docs/design.md section 2):
 
-* ``in_channel`` (MVQ): ``v(o, g, kh, kw) = W[o, g*d:(g+1)*d, kh, kw]``, i.e.
+* ``out_channel`` (the paper's MVQ, sections 4.3 and 5.2): ``d`` consecutive output channels
+  at one (input channel, kh, kw), ``v(b, c, kh, kw) = W[b*d:(b+1)*d, c, kh, kw]``, i.e.
+  ``W.reshape(O/d, d, C, kh, kw).permute(0, 2, 3, 4, 1).reshape(-1, d)`` (the weight
+  reshaped to ``(C_out/d * C_in * kh * kw) x d``); a Linear's ``d`` consecutive output rows
+  at one input column. The accelerator's sparse tile computes ``d`` output channels from one
+  activation with Q multipliers. Needs ``(C_out / groups) % d == 0`` (a sub-vector never
+  crosses a group).
+* ``in_channel``: ``v(o, g, kh, kw) = W[o, g*d:(g+1)*d, kh, kw]``, i.e.
   ``W.permute(0, 2, 3, 1).reshape(-1, d)``; a Linear ``W[o, c]`` is ``W.reshape(-1, d)``.
   The d products of a sub-vector share one adder tree in the MVQ accelerator. Needs
   ``(C_in / groups) % d == 0``.
@@ -18,15 +25,24 @@ import torch
 __all__ = ['to_subvectors', 'from_subvectors', 'blocking_error']
 
 
-def blocking_error(weight_shape: tuple[int, ...], d: int, axis: str) -> str | None:
+def blocking_error(weight_shape: tuple[int, ...], d: int, axis: str,
+                   groups: int = 1) -> str | None:
     """Why a weight of this shape cannot be cut into length-``d`` sub-vectors, or ``None``.
 
     Args:
         weight_shape: ``(C_out, C_in/groups, kh, kw)`` or ``(C_out, C_in)``.
         d: Sub-vector length.
-        axis: ``'in_channel'`` or ``'spatial'``.
+        axis: ``'out_channel'``, ``'in_channel'`` or ``'spatial'``.
+        groups: The conv's groups (``out_channel`` sub-vectors stay inside a group).
     """
     c_in = weight_shape[1]
+    if axis == 'out_channel':
+        c_out = weight_shape[0] // max(groups, 1)
+        if c_out % d:
+            return (f'C_out/groups={c_out} is not a multiple of block_size={d}'
+                    if groups > 1 else
+                    f'C_out={c_out} is not a multiple of block_size={d}')
+        return None
     if axis == 'in_channel':
         if c_in % d:
             return f'C_in/groups={c_in} is not a multiple of block_size={d}'
@@ -47,11 +63,15 @@ def to_subvectors(weight: torch.Tensor, d: int, axis: str = 'in_channel') -> tor
     Args:
         weight: ``(O, C, kh, kw)`` conv weight or ``(O, C)`` linear weight.
         d: Sub-vector length.
-        axis: ``'in_channel'`` or ``'spatial'``.
+        axis: ``'out_channel'``, ``'in_channel'`` or ``'spatial'``.
 
     Returns:
-        ``(weight.numel() // d, d)`` tensor (a copy for ``in_channel`` convs).
+        ``(weight.numel() // d, d)`` tensor (a copy for ``out_channel`` and ``in_channel``
+        convs).
     """
+    if axis == 'out_channel':
+        o = weight.shape[0]
+        return weight.reshape(o // d, d, -1).transpose(1, 2).reshape(-1, d)
     if axis == 'in_channel' and weight.dim() == 4:
         return weight.permute(0, 2, 3, 1).reshape(-1, d)
     return weight.reshape(-1, d)
@@ -69,6 +89,10 @@ def from_subvectors(vectors: torch.Tensor, shape: torch.Size | tuple[int, ...],
     Returns:
         Tensor of ``shape``.
     """
+    if axis == 'out_channel':
+        o, d = shape[0], vectors.shape[-1]
+        rest = vectors.numel() // o
+        return vectors.reshape(o // d, rest, d).transpose(1, 2).reshape(shape)
     if axis == 'in_channel' and len(shape) == 4:
         o, c, kh, kw = shape
         return vectors.reshape(o, kh, kw, c).permute(0, 3, 1, 2)

@@ -49,6 +49,7 @@ class LayerReport:
         seconds: Wall time of pruning and clustering.
         bits: Bits of the compressed weight.
         objective: The objective after each assignment step.
+        last_change: Fraction of assignments the last k-means update changed.
     """
 
     name: str
@@ -58,6 +59,7 @@ class LayerReport:
     seconds: float
     bits: int
     objective: list[float] = field(default_factory=list)
+    last_change: float = 1.0
 
 
 @dataclass
@@ -72,9 +74,9 @@ class CompressionReport:
         return [{k: v for k, v in asdict(r).items() if k != 'objective'} for r in self.layers]
 
     def __str__(self) -> str:
-        rows = [('layer', 'rel.err', 'iters', 'sec', 'bits')]
-        rows += [(r.name, f'{r.relative_error:.4f}', r.iterations, f'{r.seconds:.2f}',
-                  f'{r.bits:,}') for r in self.layers]
+        rows = [('layer', 'rel.err', 'iters', 'last change', 'sec', 'bits')]
+        rows += [(r.name, f'{r.relative_error:.4f}', r.iterations, f'{r.last_change:.2%}',
+                  f'{r.seconds:.2f}', f'{r.bits:,}') for r in self.layers]
         return render_table(rows)
 
 
@@ -163,17 +165,19 @@ def cluster_layer(job: ClusterJob, backend: str = 'auto') -> tuple[MVQWeight, La
     k_input = vectors * mask if lcfg.method == 'prune_vq' else vectors
     result = masked_kmeans(k_input, k_mask, lcfg.num_codewords, weights=job.kmeans_weights,
                            iters=lcfg.kmeans_iters, seed=job.seed, init=lcfg.kmeans_init,
-                           tol=lcfg.tol, backend=backend)
+                           tol=lcfg.tol, stop=lcfg.kmeans_stop, change_tol=lcfg.change_tol,
+                           backend=backend)
     q = MVQWeight(result.codebook, result.assignments, mask, tuple(weight.shape), axis,
                   n=lcfg.n if lcfg.prunes else lcfg.m, m=lcfg.m, method=lcfg.method,
-                  codebook_bits=lcfg.codebook_bits)
+                  codebook_bits=lcfg.codebook_bits, codebook_scale=lcfg.codebook_scale)
     q.layer_config = lcfg
     reconstructed = result.codebook[result.assignments] * mask
     w_hat = from_subvectors(reconstructed, weight.shape, axis)
     err = (weight.float() - w_hat).pow(2).sum().sqrt() / weight.float().pow(2).sum().sqrt()
     sse = float((vectors * mask - reconstructed).pow(2).sum())
     return q, LayerReport(job.name, sse, float(err), result.iterations,
-                          time.perf_counter() - start, q.bits().total, result.objective)
+                          time.perf_counter() - start, q.bits().total, result.objective,
+                          result.last_change)
 
 
 def cluster_layers(jobs: Sequence[ClusterJob], *, backend: str = 'auto',

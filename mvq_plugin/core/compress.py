@@ -17,7 +17,12 @@ from .calibration import NO_CALIBRATION, collect_input_stats
 from .cluster import CompressionReport, ProgressFn, cluster_layers, make_job
 from .config import CONFIG_ATTR, MVQConfig
 from .importance import Importance
-from .parametrize import attach_mvq_weight, detach_mvq_weight, quantized_layers
+from .parametrize import (
+    attach_mvq_weight,
+    codebook_parameters,
+    detach_mvq_weight,
+    quantized_layers,
+)
 from .plan import plan
 
 __all__ = ['compress', 'to_dense', 'codebook_param_groups', 'set_codebook_quant']
@@ -135,12 +140,12 @@ def codebook_param_groups(model: nn.Module, weight_decay: float = 0.0,
     Args:
         model: A compressed model.
         weight_decay: Weight decay of every other trainable parameter.
-        codebook_weight_decay: Weight decay of the codewords.
+        codebook_weight_decay: Weight decay of the codewords (and LSQ scales).
 
     Returns:
         ``[{'params': codebooks, 'weight_decay': ...}, {'params': rest, 'weight_decay': ...}]``.
     """
-    books = [q.codebook for q in quantized_layers(model).values()]
+    books = [p for q in quantized_layers(model).values() for p in codebook_parameters(q)]
     ids = {id(p) for p in books}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
     return [dict(params=books, weight_decay=codebook_weight_decay),

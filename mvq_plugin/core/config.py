@@ -27,16 +27,18 @@ __all__ = ['MVQConfig', 'LayerConfig', 'METHODS', 'VECTOR_AXES', 'CODEBOOK_BITS'
 CONFIG_ATTR = 'mvq_config'
 
 METHODS = ('mvq', 'vq', 'prune_vq')
-VECTOR_AXES = ('in_channel', 'spatial')
+VECTOR_AXES = ('out_channel', 'in_channel', 'spatial')
 KMEANS_INITS = ('kmeans++', 'random')
 IMPORTANCES = ('magnitude', 'taylor', 'activation')
 KMEANS_WEIGHTS = ('uniform', 'activation')
 CODEBOOK_BITS = (8, 16, 32)
+CODEBOOK_SCALES = ('lsq', 'maxabs')
+KMEANS_STOPS = ('assignments', 'objective')
 
 #: Fields that a per-layer rule (``overrides`` / ``type_overrides``) may change.
 LAYER_FIELDS = ('block_size', 'num_codewords', 'n', 'm', 'method', 'vector_axis',
                 'kmeans_iters', 'kmeans_init', 'tol', 'codebook_bits', 'importance',
-                'kmeans_weights')
+                'kmeans_weights', 'codebook_scale', 'kmeans_stop', 'change_tol')
 
 
 #: Words for "no N:M pruning" in :func:`parse_nm`.
@@ -98,29 +100,40 @@ class LayerConfig:
         m: Group length of the N:M pattern; divides ``block_size``.
         method: ``'mvq'`` (N:M prune + masked k-means), ``'vq'`` (plain k-means, no pruning) or
             ``'prune_vq'`` (N:M prune, then plain k-means on zero-filled sub-vectors).
-        vector_axis: ``'in_channel'`` (MVQ layout) or ``'spatial'`` (BGD/PQF kernel blocks).
+        vector_axis: ``'out_channel'`` (the paper's layout: ``d`` consecutive output
+            channels), ``'in_channel'`` (``d`` consecutive input channels) or ``'spatial'``
+            (BGD/PQF kernel blocks); see :mod:`~mvq_plugin.core.blocking`.
         kmeans_iters: Maximum Lloyd iterations.
         kmeans_init: ``'kmeans++'`` or ``'random'``.
-        tol: Stop when the relative objective decrease falls below this.
+        tol: With ``kmeans_stop='objective'``: stop when the relative objective decrease falls
+            below this.
+        kmeans_stop: ``'assignments'`` (the paper's rule: stop when fewer than ``change_tol``
+            of the assignments change) or ``'objective'`` (``tol``).
+        change_tol: Fraction of changed assignments that stops k-means (0.001: 0.1 %).
         codebook_bits: Bits per stored codeword element (8: int8 + scale, 16: fp16, 32: fp32).
+        codebook_scale: The int8 scale of a codebook: ``'lsq'`` (learned with LSQ, the
+            paper's Eq. 5) or ``'maxabs'`` (``max|c| / 127``); see :mod:`~mvq_plugin.core.quant`.
         importance: Pruning score, ``'magnitude'`` (|w|), ``'taylor'`` (|w * dL/dw|) or
             ``'activation'`` (|w| * sqrt(E[x_c^2]) from calibration data).
         kmeans_weights: ``'uniform'`` (every kept element counts alike) or ``'activation'``
             (each element weighted by ``E[x_c^2]`` of its input channel; calibration data).
     """
 
-    block_size: int = 8
-    num_codewords: int = 256
-    n: int = 2
-    m: int = 8
+    block_size: int = 16
+    num_codewords: int = 512
+    n: int = 4
+    m: int = 16
     method: str = 'mvq'
-    vector_axis: str = 'in_channel'
+    vector_axis: str = 'out_channel'
     kmeans_iters: int = 50
     kmeans_init: str = 'kmeans++'
     tol: float = 1e-4
     codebook_bits: int = 8
     importance: str = 'magnitude'
     kmeans_weights: str = 'uniform'
+    codebook_scale: str = 'lsq'
+    kmeans_stop: str = 'assignments'
+    change_tol: float = 1e-3
 
     def __post_init__(self) -> None:
         _check_int('block_size', self.block_size, 1)
@@ -140,6 +153,12 @@ class LayerConfig:
         _check_choice('codebook_bits', self.codebook_bits, CODEBOOK_BITS)
         _check_choice('importance', self.importance, IMPORTANCES)
         _check_choice('kmeans_weights', self.kmeans_weights, KMEANS_WEIGHTS)
+        _check_choice('codebook_scale', self.codebook_scale, CODEBOOK_SCALES)
+        _check_choice('kmeans_stop', self.kmeans_stop, KMEANS_STOPS)
+        if not isinstance(self.change_tol, (int, float)) or isinstance(self.change_tol, bool) \
+                or not 0 <= self.change_tol < 1:
+            raise ValueError(f'MVQConfig.change_tol={self.change_tol!r} must be a number in '
+                             '[0, 1)')
 
     @property
     def prunes(self) -> bool:

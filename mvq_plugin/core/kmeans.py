@@ -60,7 +60,10 @@ from .search import (
     resolve_backend,
 )
 
-__all__ = ['KMeansResult', 'masked_kmeans', 'assign', 'masked_sse',
+#: k-means stopping rules.
+KMEANS_STOPS = ('objective', 'assignments')
+
+__all__ = ['KMEANS_STOPS', 'KMeansResult', 'masked_kmeans', 'assign', 'masked_sse',
            'BACKENDS']
 
 logger = logging.getLogger(__name__)
@@ -77,8 +80,9 @@ class KMeansResult:
         assignments: ``(n,)`` int64 codeword index per vector.
         objective: ``J`` after each assignment step (first entry: after initialisation).
         iterations: Update steps run.
-        converged: Whether the relative decrease fell below ``tol`` before ``iters``.
+        converged: Whether the stopping rule fired before ``iters``.
         reseeded: Number of empty clusters re-seeded over the run.
+        last_change: Fraction of assignments the last update step changed (1.0 before any).
     """
 
     codebook: torch.Tensor
@@ -87,6 +91,7 @@ class KMeansResult:
     iterations: int = 0
     converged: bool = False
     reseeded: int = 0
+    last_change: float = 1.0
 
 
 def masked_sse(vectors: torch.Tensor, mask: torch.Tensor | None, codebook: torch.Tensor,
@@ -209,6 +214,7 @@ def _reseed_empty(codebook: torch.Tensor, x: torch.Tensor, w: torch.Tensor | Non
 def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
                   weights: torch.Tensor | None = None, iters: int = 50, seed: int = 0,
                   init: str | torch.Tensor = 'kmeans++', tol: float = 1e-4,
+                  stop: str = 'objective', change_tol: float = 1e-3,
                   backend: str = 'auto', chunk_size: int = 65536) -> KMeansResult:
     """Clusters ``vectors`` under ``mask`` (see the module docstring for the math).
 
@@ -222,7 +228,12 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
         seed: Seed for initialisation and re-seeding; a seed gives identical results.
         init: ``'kmeans++'`` (masked D^2 sampling), ``'random'`` or a ``(k, d)`` tensor of
             initial codewords.
-        tol: Stop when ``(J_prev - J) <= tol * J_prev``.
+        tol: With ``stop='objective'``: stop when ``(J_prev - J) <= tol * J_prev``.
+        stop: ``'objective'`` (the relative decrease above) or ``'assignments'`` (the paper's
+            rule, section 4.3: stop when fewer than ``change_tol`` of the assignments change
+            in an update step).
+        change_tol: With ``stop='assignments'``: the fraction of changed assignments below
+            which k-means stops (0.001: 0.1 %).
         backend: Search backend, ``'auto'`` (faiss on CPU when installed, else torch),
             ``'torch'`` or ``'faiss'``.
         chunk_size: Rows per GEMM for the torch backend.
@@ -257,6 +268,10 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
                          '(k, d) tensor')
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
         raise ValueError(f'iters={iters!r} must be an integer >= 0')
+    if stop not in KMEANS_STOPS:
+        raise ValueError(f'stop={stop!r} is not allowed; choose one of {list(KMEANS_STOPS)}')
+    if not 0 <= change_tol < 1:
+        raise ValueError(f'change_tol={change_tol!r} must be in [0, 1)')
     if chunk_size < 1:
         raise ValueError(f'chunk_size={chunk_size!r} must be >= 1')
     backend = resolve_backend(backend, vectors.device)
@@ -292,18 +307,26 @@ def masked_kmeans(vectors: torch.Tensor, mask: torch.Tensor | None, k: int, *,
     history = [float(dist.sum(dtype=torch.float64))]
     iterations = reseeded = 0
     converged = False
+    change = 1.0
     totals = ClusterSums(searcher, x, w, k)
     for _ in range(iters):
         codebook = totals.codebook(a, codebook)
         reseeded += _reseed_empty(codebook, raw, w, a, gen, order)
-        del a, dist  # freed before the next search allocates its own: one set at a time
+        previous = a
+        del dist  # freed before the next search allocates its own: one set at a time
         a, dist = searcher.nearest(codebook)
+        change = float((a != previous).sum()) / n
+        del previous
         history.append(float(dist.sum(dtype=torch.float64)))
         iterations += 1
         prev, cur = history[-2:]
-        if prev <= 0 or prev - cur <= tol * prev:
+        if stop == 'assignments':
+            done = change < change_tol
+        else:
+            done = prev <= 0 or prev - cur <= tol * prev
+        if done:
             converged = True
             break
     if order is not None:
         a = torch.empty_like(a).index_copy_(0, order, a)
-    return KMeansResult(codebook, a, history, iterations, converged, reseeded)
+    return KMeansResult(codebook, a, history, iterations, converged, reseeded, change)

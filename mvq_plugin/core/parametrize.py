@@ -31,10 +31,12 @@ from torch.nn.utils import parametrize
 from .bits import layer_bits
 from .blocking import from_subvectors
 from .config import LayerConfig, prunes
+from .quant import fake_quant_int8, int8_scale, lsq_init_scale, lsq_quant, round_fp16
 from .rebuild import RebuildPlan, gather_weight
+from .srste import srste_mask, srste_weight
 
-__all__ = ['MVQWeight', 'Stage', 'fake_quant_int8', 'int8_scale', 'attach_mvq_weight',
-           'detach_mvq_weight', 'quantized_layers', 'is_compressed']
+__all__ = ['MVQWeight', 'Stage', 'attach_mvq_weight', 'detach_mvq_weight', 'quantized_layers',
+           'is_compressed', 'codebook_parameters']
 
 
 class Stage(enum.IntEnum):
@@ -47,50 +49,6 @@ class Stage(enum.IntEnum):
     #: ``mask * codebook[assignments]``.
     CLUSTERED = 2
 
-
-
-class _RoundSTE(torch.autograd.Function):
-    """``round(x)`` forward, identity backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return torch.round(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return grad
-
-
-def int8_scale(codebook: torch.Tensor) -> torch.Tensor:
-    """Symmetric int8 scale ``s = max|c| / 127`` (1 for an all-zero codebook)."""
-    amax = codebook.detach().abs().max()
-    return torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
-
-
-def fake_quant_int8(codebook: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """``s * clamp(round(c / s), -127, 127)`` with a straight-through estimator.
-
-    Args:
-        codebook: ``(k, d)`` float codewords.
-        scale: A fixed scale; ``None`` derives it from the codebook (:func:`int8_scale`).
-
-    Returns:
-        ``(k, d)`` values exactly representable as int8 times one fp32 scale.
-    """
-    scale = int8_scale(codebook) if scale is None else scale
-    return _RoundSTE.apply(codebook / scale).clamp(-127, 127) * scale
-
-
-class _HalfSTE(torch.autograd.Function):
-    """fp16 rounding forward, identity backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return x.half().to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return grad
 
 
 class MVQWeight(nn.Module):
@@ -106,6 +64,9 @@ class MVQWeight(nn.Module):
         m: M of the N:M pattern.
         method: ``'mvq'``, ``'vq'`` or ``'prune_vq'`` (kept for reports and the artifact).
         codebook_bits: Storage precision of the codebook (8: int8 + scale).
+        codebook_scale: How the int8 scale is chosen (:mod:`~mvq_plugin.core.quant`):
+            ``'maxabs'`` (derived) or ``'lsq'`` (a learned ``lsq_scale`` parameter,
+            initialised from the codebook when the quantization is first used).
 
     Attributes:
         codebook_quant: When True, the forward pass rounds the codebook to its storage precision
@@ -119,6 +80,9 @@ class MVQWeight(nn.Module):
             (:attr:`current_stage` reads it).
         layer_config: The resolved :class:`~mvq_plugin.core.config.LayerConfig` (set by
             ``compress``/``prepare``; ``None`` when rebuilt from an artifact).
+        srste_lambda: While set (the SR-STE sparse phase), the pruned stage recomputes the
+            N:M mask from the current dense weights on every pass and trains them with
+            SR-STE's gradient (:mod:`~mvq_plugin.core.srste`); ``None``: the mask is fixed.
         dense_loaded: Whether dense weights were loaded into the layer's original (set by
             the framework integrations that load checkpoints; a layer clustered from random
             weights is refused).
@@ -127,7 +91,7 @@ class MVQWeight(nn.Module):
     def __init__(self, codebook: torch.Tensor, assignments: torch.Tensor, mask: torch.Tensor,
                  weight_shape: tuple[int, ...], vector_axis: str = 'in_channel', *, n: int,
                  m: int, method: str = 'mvq', codebook_bits: int = 8,
-                 stage: int = Stage.CLUSTERED) -> None:
+                 stage: int = Stage.CLUSTERED, codebook_scale: str = 'maxabs') -> None:
         super().__init__()
         k, d = codebook.shape
         if mask.shape != (assignments.numel(), d):
@@ -149,7 +113,13 @@ class MVQWeight(nn.Module):
         self.codebook_bits = int(codebook_bits)
         self.register_buffer('scale', torch.tensor(float('nan')))
         self.register_buffer('stage', torch.tensor(int(stage), dtype=torch.uint8))
+        if codebook_scale not in ('lsq', 'maxabs'):
+            raise ValueError(f"codebook_scale={codebook_scale!r}; allowed: 'lsq', 'maxabs'")
+        self.codebook_scale = codebook_scale
+        if codebook_scale == 'lsq':
+            self.lsq_scale = nn.Parameter(torch.tensor(float('nan')))
         self.codebook_quant = False
+        self.srste_lambda: float | None = None
         self.layer_config: LayerConfig | None = None
         self.dense_loaded = False
         self._plan: RebuildPlan | None = None
@@ -193,6 +163,8 @@ class MVQWeight(nn.Module):
         self.assignments.copy_(other.assignments)
         self.mask.copy_(other.mask)
         self.stage.fill_(int(stage))
+        if self.codebook_scale == 'lsq':
+            self.lsq_scale.fill_(float('nan'))  # initialised from the new codebook
 
     @property
     def block_size(self) -> int:
@@ -205,12 +177,36 @@ class MVQWeight(nn.Module):
         return self.codebook.shape[0]
 
     def effective_codebook(self) -> torch.Tensor:
-        """The codebook as the forward pass uses it (rounded to storage when ``codebook_quant``)."""
+        """The codebook as the forward pass uses it (rounded to storage when ``codebook_quant``).
+
+        int8: a fixed ``scale`` (a loaded artifact) wins; else the learned LSQ scale or the
+        derived max-abs one.
+        """
         if not self.codebook_quant or self.codebook_bits == 32:
             return self.codebook
         if self.codebook_bits == 16:
-            return _HalfSTE.apply(self.codebook)
-        return fake_quant_int8(self.codebook, None if torch.isnan(self.scale) else self.scale)
+            return round_fp16(self.codebook)
+        if not torch.isnan(self.scale):
+            return fake_quant_int8(self.codebook, self.scale)
+        if self.codebook_scale == 'lsq':
+            return lsq_quant(self.codebook, self._lsq_scale())
+        return fake_quant_int8(self.codebook)
+
+    def _lsq_scale(self) -> nn.Parameter:
+        if torch.isnan(self.lsq_scale):
+            with torch.no_grad():
+                self.lsq_scale.copy_(lsq_init_scale(self.codebook))
+        return self.lsq_scale
+
+    @torch.no_grad()
+    def quant_scale(self) -> torch.Tensor:
+        """The fp32 int8 scale the forward pass uses with ``codebook_quant`` on (what the
+        artifact stores)."""
+        if not torch.isnan(self.scale):
+            return self.scale.detach().clone()
+        if self.codebook_scale == 'lsq':
+            return self._lsq_scale().detach().clone()
+        return int8_scale(self.codebook)
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
         """``W_hat``; ``original`` (the frozen dense weight) is ignored once clustered.
@@ -236,14 +232,20 @@ class MVQWeight(nn.Module):
             return original
         if self.codebook.is_meta or torch.jit.is_tracing():
             return self.reference_weight(original)
+        if stage == Stage.PRUNED and self.srste_lambda is not None:
+            self.mask.copy_(srste_mask(original, self.block_size, self.vector_axis, self.n,
+                                       self.m))
+            return srste_weight(original, self.mask, self.weight_shape, self.vector_axis,
+                                self.srste_lambda)
         plan = self.plan()
         if stage == Stage.PRUNED:
             return original * plan.keep
         if torch.is_grad_enabled():
             self._cached = None
             return gather_weight(self.effective_codebook(), plan).to(original.dtype)
+        lsq = self.lsq_scale._version if self.codebook_scale == 'lsq' else None
         key = (plan.key, self.codebook._version, self.codebook.data_ptr(), self.scale._version,
-               self.codebook_quant, original.dtype)
+               lsq, self.codebook_quant, original.dtype)
         if self._cached is None or self._cached[0] != key:
             self._cached = (key, plan.gather(self.effective_codebook()).to(original.dtype))
         return self._cached[1]
@@ -270,6 +272,11 @@ class MVQWeight(nn.Module):
                 f'method={self.method}, axis={self.vector_axis}, '
                 f'subvectors={self.assignments.numel()}, stage={int(self.stage)}, '
                 f'codebook_quant={self.codebook_quant}')
+
+
+def codebook_parameters(q: MVQWeight) -> list[nn.Parameter]:
+    """The trainable parameters of a codebook: the codewords and, with LSQ, the scale."""
+    return [q.codebook, q.lsq_scale] if q.codebook_scale == 'lsq' else [q.codebook]
 
 
 def is_compressed(module: nn.Module) -> bool:

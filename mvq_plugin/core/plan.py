@@ -181,7 +181,8 @@ def _skip_reason(name: str, module: nn.Module, cfg: MVQConfig, lcfg: LayerConfig
             return error
     elif isinstance(module, nn.Conv2d) and module.groups > 1 and shape[1] == 1:
         return f'depthwise conv (groups={module.groups}, C_in/groups=1)'
-    error = blocking_error(shape, lcfg.block_size, lcfg.vector_axis)
+    error = blocking_error(shape, lcfg.block_size, lcfg.vector_axis,
+                           getattr(module, 'groups', 1))
     if error:
         return error
     numel = math.prod(shape)

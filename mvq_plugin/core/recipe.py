@@ -33,7 +33,8 @@ from .cluster import CompressionReport
 from .config import MVQConfig
 from .distill import DistillConfig, Distiller, make_teacher
 from .plan import Plan, plan
-from .schedule import MVQSchedule, ScheduleEvent
+from .schedule import SPARSE_METHODS, MVQSchedule, ScheduleEvent
+from .srste import DEFAULT_LAMBDA
 from .staged import prepare
 
 __all__ = ['MVQRecipe', 'RecipeResult', 'run_recipe', 'finetune_dense', 'STAGES']
@@ -83,6 +84,9 @@ class MVQRecipe:
         log_every: A log line every this many steps.
         lr_schedule: The learning rate over each phase: ``'cosine'`` (decay to 0) or
             ``'constant'``.
+        sparse_method: ``'fixed'`` mask or ``'srste'`` in the sparse phase (see
+            :class:`~mvq_plugin.core.schedule.MVQSchedule`).
+        srste_lambda: SR-STE's sparse-refined decay.
     """
 
     iters: int
@@ -97,6 +101,8 @@ class MVQRecipe:
     bn_recalib: bool = False
     log_every: int = 50
     lr_schedule: str = 'cosine'
+    sparse_method: str = 'fixed'
+    srste_lambda: float = DEFAULT_LAMBDA
 
     def __post_init__(self) -> None:
         _check_int('iters', self.iters, 0)
@@ -118,6 +124,10 @@ class MVQRecipe:
         _check_pos('weight_decay', self.weight_decay, allow_zero=True)
         _check_int('calib_batches', self.calib_batches, 0)
         _check_int('log_every', self.log_every, 1)
+        if self.sparse_method not in SPARSE_METHODS:
+            raise ValueError(f'MVQRecipe.sparse_method={self.sparse_method!r}; allowed: '
+                             f'{list(SPARSE_METHODS)}')
+        _check_pos('srste_lambda', self.srste_lambda, allow_zero=True)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f'MVQRecipe.lr_schedule={self.lr_schedule!r}; allowed: '
                              f'{list(LR_SCHEDULES)}')
@@ -248,7 +258,8 @@ def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: Bat
                calib: Iterable[Any] | None = None, teacher: nn.Module | None = None,
                forward_fn: Callable[[nn.Module, Any], Any] | None = None,
                stages: Sequence[str] = STAGES, backend: str = 'auto',
-               first_conv: str | Sequence[str] | None = None) -> RecipeResult:
+               first_conv: str | Sequence[str] | None = None,
+               on_event: Callable[[ScheduleEvent], None] | None = None) -> RecipeResult:
     """Compresses a dense ``model`` in place with the full MVQ schedule, in a plain loop.
 
     The phases and their boundaries are :class:`~mvq_plugin.core.schedule.MVQSchedule`'s;
@@ -270,6 +281,8 @@ def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: Bat
         stages: Stages at which to evaluate.
         backend: k-means search backend.
         first_conv: Name(s) of the input conv(s) to keep dense.
+        on_event: Called with each :class:`~mvq_plugin.core.schedule.ScheduleEvent` before
+            the stage it marks is evaluated (e.g. to measure the clustering error).
 
     Returns:
         A :class:`RecipeResult`.
@@ -286,7 +299,9 @@ def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: Bat
             result.top1[stage] = float(evaluate(model))
             logger.info('recipe: %s: %.2f', stage, result.top1[stage])
 
-    def on_event(event: ScheduleEvent) -> None:
+    def observe(event: ScheduleEvent) -> None:
+        if on_event is not None:
+            on_event(event)
         if event.name in _STAGE_OF_EVENT:
             measure(_STAGE_OF_EVENT[event.name])
 
@@ -302,11 +317,12 @@ def run_recipe(model: nn.Module, cfg: MVQConfig, recipe: MVQRecipe, batches: Bat
     result.plan = prepare(model, cfg, train_dense=recipe.sparse_iters > 0,
                           first_conv=first_conv)
     schedule = MVQSchedule(model, sparse_iters=recipe.sparse_iters,
+                           sparse_method=recipe.sparse_method, srste_lambda=recipe.srste_lambda,
                            codebook_quant_start=recipe.sparse_iters + recipe.quant_start,
                            calib=calib_list or None, forward_fn=forward_fn,
                            distill=recipe.distill, teacher=teacher,
                            bn_recalib=recipe.bn_recalib, seed=cfg.seed, backend=backend,
-                           on_event=on_event)
+                           on_event=observe)
     try:
         schedule.start()
         result.teacher_bytes = schedule.teacher_bytes

@@ -18,7 +18,9 @@ coremltools' prepare/step/finalize, the schedule is loop-agnostic::
 The phases and their boundaries (docs/design.md section 2, item 10)::
 
     iteration 0 .. sparse_iters-1       SPARSE: N:M-pruned at the start; the kept dense weights
-                                        train, codewords get no gradient
+                                        train, codewords get no gradient ('fixed': the mask
+                                        of the start; 'srste': SR-STE recomputes it every
+                                        step and freezes it at the end)
     iteration sparse_iters              cluster (masked k-means on the sparse-trained weights);
                                         the dense originals freeze
     sparse_iters .. end                 CODEBOOK: codewords (and biases, BN) train
@@ -45,16 +47,20 @@ from .cluster import CompressionReport, ProgressFn
 from .compress import codebook_param_groups, set_codebook_quant
 from .distill import DistillConfig, Distiller, make_teacher
 from .finetune import recalibrate_bn
-from .parametrize import MVQWeight, Stage, quantized_layers
+from .parametrize import MVQWeight, Stage, codebook_parameters, quantized_layers
+from .srste import DEFAULT_LAMBDA, srste_mask
 from .staged import cluster_prepared, pending_layers, prune_prepared
 
-__all__ = ['MVQSchedule', 'Phase', 'ScheduleEvent', 'EVENTS']
+__all__ = ['MVQSchedule', 'Phase', 'ScheduleEvent', 'EVENTS', 'SPARSE_METHODS']
 
 logger = logging.getLogger('mvq_plugin')
 
 ForwardFn = Callable[[nn.Module, Any], Any]
 #: ``broadcast(tensor, src_rank)`` in place, as ``torch.distributed.broadcast``.
 BroadcastFn = Callable[[torch.Tensor, int], Any]
+
+#: Sparse-phase training methods.
+SPARSE_METHODS = ('fixed', 'srste')
 
 #: The events a schedule reports, in the order they can happen.
 EVENTS = ('pruned', 'sparse_end', 'clustered', 'codebook_quant', 'trained', 'bn_recalibrated')
@@ -105,6 +111,10 @@ class MVQSchedule:
             (``prepare(..., train_dense=True)``).
         sparse_iters: Iterations of N:M-sparse fine-tuning before clustering (0: cluster
             before the first iteration).
+        sparse_method: ``'fixed'`` (the mask chosen at the start, ASP-style; the paper's
+            choice for detection and segmentation) or ``'srste'`` (SR-STE, the paper's sparse
+            training for classification; :mod:`~mvq_plugin.core.srste`).
+        srste_lambda: SR-STE's sparse-refined decay ``lambda_w``.
         codebook_quant_start: Iteration from which codebooks are int8 fake-quantized during
             training (``None``: only from :meth:`finish` on).
         calib: Calibration batches (an iterable, read once, when first needed) for the
@@ -126,6 +136,7 @@ class MVQSchedule:
     """
 
     def __init__(self, model: nn.Module, *, sparse_iters: int = 0,
+                 sparse_method: str = 'fixed', srste_lambda: float = DEFAULT_LAMBDA,
                  codebook_quant_start: int | None = None, calib: Iterable[Any] | None = None,
                  forward_fn: ForwardFn | None = None,
                  distill: DistillConfig | dict | bool | None = None,
@@ -137,6 +148,12 @@ class MVQSchedule:
         _check_int('sparse_iters', sparse_iters, 0)
         _check_int('codebook_quant_start', codebook_quant_start, 0, none_ok=True)
         _check_int('world_size', world_size, 1)
+        if sparse_method not in SPARSE_METHODS:
+            raise ValueError(f'MVQSchedule.sparse_method={sparse_method!r}; allowed: '
+                             f'{list(SPARSE_METHODS)}')
+        if isinstance(srste_lambda, bool) or not isinstance(srste_lambda, (int, float)) \
+                or not srste_lambda >= 0:
+            raise ValueError(f'MVQSchedule.srste_lambda={srste_lambda!r} must be a number >= 0')
         if not 0 <= rank < world_size:
             raise ValueError(f'MVQSchedule.rank={rank!r} must be in [0, world_size={world_size})')
         if world_size > 1 and broadcast is None:
@@ -149,6 +166,7 @@ class MVQSchedule:
             raise ValueError('MVQSchedule: a teacher was given but distill is None')
         self.model = model
         self.sparse_iters = sparse_iters
+        self.sparse_method, self.srste_lambda = sparse_method, float(srste_lambda)
         self.codebook_quant_start = codebook_quant_start
         self.bn_recalib = bool(bn_recalib)
         self.forward_fn = forward_fn
@@ -211,7 +229,8 @@ class MVQSchedule:
         the codewords (no weight decay) and the rest (the frozen dense originals excluded).
         """
         if self.phase is Phase.SPARSE:
-            books = {id(q.codebook) for q in quantized_layers(self.model).values()}
+            books = {id(p) for q in quantized_layers(self.model).values()
+                     for p in codebook_parameters(q)}
             params = [p for p in self.model.parameters()
                       if p.requires_grad and id(p) not in books]
             groups = [dict(params=params, weight_decay=weight_decay)]
@@ -287,6 +306,10 @@ class MVQSchedule:
         layers = quantized_layers(self.model)
         reads = [n for n in names if self._config(n, layers[n]).mask_reads_stats]
         prune_prepared(self.model, names, input_stats=self._stats(reads))
+        if self.sparse_method == 'srste' and iteration < self.sparse_iters:
+            for name in names:
+                if layers[name].prunes:
+                    layers[name].srste_lambda = self.srste_lambda
         self._emit('pruned', iteration, names)
 
     def _cluster(self, iteration: int) -> None:
@@ -298,6 +321,11 @@ class MVQSchedule:
         stats = self._stats(reads)
         for name in pending:
             self._original(name).requires_grad_(False)
+            q = layers[name]
+            if q.srste_lambda is not None:  # SR-STE's mask freezes: top-N of the final weights
+                q.mask.copy_(srste_mask(self._original(name), q.block_size, q.vector_axis,
+                                        q.n, q.m))
+                q.srste_lambda = None
         t0 = time.perf_counter()
         self.report = cluster_prepared(model, mine, seed=self.seed, backend=self.backend,
                                        progress=self.progress, input_stats=stats)

@@ -69,7 +69,8 @@ def prepare(model: nn.Module, cfg: MVQConfig, *, train_dense: bool = False,
                       torch.ones(count, d, dtype=torch.bool, device=weight.device),
                       lp.weight_shape, lcfg.vector_axis,
                       n=lcfg.n if lcfg.prunes else lcfg.m, m=lcfg.m, method=lcfg.method,
-                      codebook_bits=lcfg.codebook_bits, stage=Stage.DENSE)
+                      codebook_bits=lcfg.codebook_bits, stage=Stage.DENSE,
+                      codebook_scale=lcfg.codebook_scale)
         q.layer_config = lcfg
         attach_mvq_weight(module, q)
         module.parametrizations.weight.original.requires_grad_(train_dense)

@@ -59,9 +59,10 @@ from ..core.cluster import ProgressFn
 from ..core.compress import compress
 from ..core.config import MVQConfig
 from ..core.importance import Importance
-from ..core.parametrize import quantized_layers
+from ..core.parametrize import codebook_parameters, quantized_layers
 from ..core.plan import Plan
 from ..core.plan import plan as core_plan
+from ..core.presets import config_from
 from ..core.recipe import MVQRecipe, RecipeResult
 from ..core.recipe import run_recipe as core_run_recipe
 from ..core.staged import prepare as core_prepare
@@ -74,16 +75,6 @@ __all__ = ['create_model', 'create_dense_model', 'compress_model', 'allocate_con
 logger = logging.getLogger('mvq_plugin')
 
 _HUB_PREFIXES = ('hf-hub:', 'hf_hub:')
-
-
-def _as_config(mvq: MVQConfig | Mapping[str, Any] | None) -> MVQConfig:
-    if mvq is None:
-        return MVQConfig()
-    if isinstance(mvq, MVQConfig):
-        return mvq
-    if isinstance(mvq, Mapping):
-        return MVQConfig.from_dict(dict(mvq))
-    raise ValueError(f'mvq={mvq!r} must be an MVQConfig, a dict of its fields or None')
 
 
 def resolve_config(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None = None, *,
@@ -101,7 +92,7 @@ def resolve_config(model: nn.Module, mvq: MVQConfig | Mapping[str, Any] | None =
     Returns:
         The validated config.
     """
-    cfg = _as_config(mvq)
+    cfg = config_from(mvq)
     if classifier is None or classifier is True:
         return cfg
     names = classifier_names(model)
@@ -398,7 +389,8 @@ def param_groups(model: nn.Module, weight_decay: float = 0.0,
     """
     from timm.optim import param_groups_weight_decay
 
-    books = [q.codebook for q in quantized_layers(model).values() if q.codebook.requires_grad]
+    books = [p for q in quantized_layers(model).values() for p in codebook_parameters(q)
+             if p.requires_grad]
     book_ids = {id(p) for p in books}
     no_decay = getattr(model, 'no_weight_decay', None)
     skip = set(no_decay()) if callable(no_decay) else set()

@@ -2,18 +2,16 @@
 
 :func:`save` writes a compressed model in the bits its accounting promises, atomically;
 :func:`load` restores it bit for bit into a freshly built model, after checking everything
-(:mod:`.codec`) and before changing the model; :func:`inspect_artifact` and
-:func:`read_header` read a file without a model.
+(:mod:`.codec`) and before changing the model. :func:`inspect_artifact` and
+:func:`read_header` (:mod:`.codec`'s, re-exported here) read a file without a model.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import os
 import secrets
-import zlib
 from typing import Any, BinaryIO, Sequence
 
 import torch
@@ -21,36 +19,37 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..core.channels import CHANNELS_ATTR, ChannelPruning, apply_channel_pruning
-from ..core.compress import CONFIG_ATTR
-from ..core.config import MVQConfig
-from ..core.parametrize import STAGE_CLUSTERED, MVQWeight, attach_mvq_weight, quantized_layers
+from ..core.config import CONFIG_ATTR, MVQConfig
+from ..core.parametrize import MVQWeight, Stage, attach_mvq_weight, quantized_layers
 from ..version import __version__
 from .codec import (
     DecodedLayer,
-    _sd_prefix,
-    _storage_dtype,
-    _tensor_bytes,
+    encode_header,
     encode_layer,
+    encode_tensor,
     inspect_artifact,
     read_artifact,
     read_header,
 )
 from .format import (
-    _PREAMBLE,
-    FLAG_HEADER_ZLIB,
+    FLOAT_DTYPES,
     FORMAT_VERSION,
-    MAGIC,
     ArtifactInfo,
     ArtifactMismatchError,
     CorruptArtifactError,
     CoverageError,
-    _crc,
-    _info,
+    crc32,
+    storage_dtype,
 )
 
 __all__ = ['save', 'load', 'inspect_artifact', 'read_header']
 
 logger = logging.getLogger('mvq_plugin')
+
+
+def _sd_prefix(name: str) -> str:
+    """The state-dict key prefix of module ``name`` (``''`` for the root)."""
+    return f'{name}.' if name else ''
 
 
 def _config_dict(model: nn.Module, config: MVQConfig | dict | None) -> dict | None:
@@ -129,14 +128,14 @@ def save(model: nn.Module, path: str | os.PathLike, *, float_dtype: str = 'float
             ``float_dtype`` is not allowed.
     """
     path = os.fspath(path)
-    if float_dtype not in ('float32', 'float16'):
+    if float_dtype not in FLOAT_DTYPES:
         raise ValueError(f"float_dtype={float_dtype!r} must be 'float32' or 'float16'")
     chunks: list[bytes] = []
     offset = 0
 
     def add(data: bytes, **extra: Any) -> dict:
         nonlocal offset
-        entry = dict(offset=offset, length=len(data), crc32=_crc(data), **extra)
+        entry = dict(offset=offset, length=len(data), crc32=crc32(data), **extra)
         chunks.append(data)
         offset += len(data)
         return entry
@@ -165,10 +164,10 @@ def save(model: nn.Module, path: str | os.PathLike, *, float_dtype: str = 'float
         if not isinstance(value, torch.Tensor):
             raise ValueError(f'state-dict entry {key!r} is a {type(value).__name__}, not a '
                              'tensor; the artifact stores tensors only')
-        dtype = _storage_dtype(value, float_dtype, key)
+        dtype = storage_dtype(value, float_dtype, key)
         entry = dict(name=key, kind='parameter' if key in param_names else 'buffer',
                      dtype=dtype, shape=list(value.shape))
-        entry.update(add(_tensor_bytes(value, dtype)))
+        entry.update(add(encode_tensor(value, dtype)))
         tensor_entries.append(entry)
 
     channels = getattr(model, CHANNELS_ATTR, None)
@@ -177,11 +176,9 @@ def save(model: nn.Module, path: str | os.PathLike, *, float_dtype: str = 'float
                   data_bytes=offset, layers=layer_entries, tensors=tensor_entries)
     if channels is not None:
         header['channel_pruning'] = channels.to_dict()
-    raw = json.dumps(header, separators=(',', ':'), allow_nan=False).encode('utf-8')
-    blob = zlib.compress(raw, 9)
-    preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, FLAG_HEADER_ZLIB, len(blob), _crc(blob))
-    _atomic_write(path, [preamble, blob, *chunks])
-    info = _info(path, header, _PREAMBLE.size + len(blob), _PREAMBLE.size + len(blob) + offset)
+    head = encode_header(header)
+    _atomic_write(path, [head, *chunks])
+    info = ArtifactInfo.from_header(path, header, len(head), len(head) + offset)
     info.codebook_rounding = rounding
     if rounding:
         worst = max(rounding, key=rounding.get)
@@ -390,7 +387,7 @@ def _update(module: nn.Module, old: MVQWeight, new: MVQWeight) -> None:
     old.assignments.copy_(new.assignments)
     old.mask.copy_(new.mask)
     old.scale.copy_(new.scale)
-    old.stage.fill_(STAGE_CLUSTERED)
+    old.stage.fill_(Stage.CLUSTERED)
     old.vector_axis, old.n, old.m = new.vector_axis, new.n, new.m
     old.method, old.codebook_bits = new.method, new.codebook_bits
     old.codebook_quant = True

@@ -1,8 +1,9 @@
-"""Encoding and decoding ``.mvq`` sections (layout in :mod:`.format`), with every check.
+"""Encoding and decoding ``.mvq`` files (layout in :mod:`.format`), with every check.
 
-:func:`encode_layer` turns one MVQ weight into its header entry and packed sections;
-:func:`read_artifact` parses and verifies a whole file (preamble, header, checksums, lengths,
-value ranges) without a model, raising the :mod:`.format` errors.
+:func:`encode_header`, :func:`encode_layer` and :func:`encode_tensor` turn the header, one MVQ
+weight and one uncompressed tensor into their bytes; :func:`read_artifact` parses and verifies
+a whole file (preamble, header, checksums, lengths, value ranges) without a model, raising the
+:mod:`.format` errors.
 """
 from __future__ import annotations
 
@@ -17,59 +18,50 @@ import numpy as np
 import torch
 
 from ..core.bits import index_bits
-from ..core.config import prunes
+from ..core.config import METHODS, VECTOR_AXES, prunes
 from ..core.nm import decode_mask, encode_mask, mask_code_bits
-from ..core.parametrize import STAGE_CLUSTERED, MVQWeight, int8_scale
+from ..core.parametrize import MVQWeight, Stage
+from ..core.quant import INT8_MAX, INT8_MIN
 from .bitpack import pack_bits, packed_size, unpack_bits
 from .format import (
-    _AXES,
-    _DTYPES,
-    _INT_DTYPES,
-    _KNOWN_FLAGS,
-    _METHODS,
-    _PREAMBLE,
     CODEBOOK_DTYPES,
     FLAG_HEADER_ZLIB,
+    FLOAT_DTYPES,
     FORMAT_VERSION,
+    KNOWN_FLAGS,
     MAGIC,
+    PREAMBLE,
+    READABLE_VERSIONS,
+    STORAGE_DTYPES,
+    VERSION1_CONFIG,
     ArtifactInfo,
     ChecksumError,
     CorruptArtifactError,
     NotAnArtifactError,
     TruncatedArtifactError,
     UnsupportedVersionError,
-    _crc,
-    _info,
+    crc32,
 )
 
-__all__ = ['encode_layer', 'read_artifact', 'parse_header', 'read_header', 'inspect_artifact',
-           'DecodedLayer', 'DecodedArtifact']
+__all__ = ['encode_header', 'encode_layer', 'encode_tensor', 'read_artifact', 'parse_header',
+           'read_header', 'inspect_artifact', 'DecodedLayer', 'DecodedArtifact']
 
 
-def _sd_prefix(name: str) -> str:
-    return f'{name}.' if name else ''
+# --------------------------------------------------------------------------------- encode
 
 
-def _storage_dtype(t: torch.Tensor, float_dtype: str, key: str) -> str:
-    if t.is_floating_point():
-        return 'float64' if t.dtype == torch.float64 else float_dtype
-    if t.dtype in _INT_DTYPES:
-        return _INT_DTYPES[t.dtype]
-    raise ValueError(f'state-dict tensor {key!r} has dtype {t.dtype}, which the artifact does '
-                     f'not store (floating point, {sorted(_INT_DTYPES.values())})')
+def encode_header(header: dict) -> bytes:
+    """The preamble and the zlib-compressed JSON ``header``: the bytes before the data."""
+    raw = json.dumps(header, separators=(',', ':'), allow_nan=False).encode('utf-8')
+    blob = zlib.compress(raw, 9)
+    return PREAMBLE.pack(MAGIC, FORMAT_VERSION, FLAG_HEADER_ZLIB, len(blob), crc32(blob)) + blob
 
 
-def _tensor_bytes(t: torch.Tensor, dtype: str) -> bytes:
-    np_dtype, torch_dtype = _DTYPES[dtype]
+def encode_tensor(t: torch.Tensor, dtype: str) -> bytes:
+    """An uncompressed tensor's section: C order, little-endian, stored as ``dtype``."""
+    np_dtype, torch_dtype = STORAGE_DTYPES[dtype]
     arr = t.detach().to('cpu', torch_dtype).contiguous().numpy()
     return arr.astype(np_dtype, copy=False).tobytes()
-
-
-def _layer_scale(q: MVQWeight) -> torch.Tensor:
-    """The fp32 int8 scale the forward pass uses (the fixed buffer, else derived)."""
-    cb = q.codebook.detach().float().cpu()
-    scale = q.scale.detach().float().cpu()
-    return int8_scale(cb) if torch.isnan(scale) else scale
 
 
 def encode_layer(name: str, q: MVQWeight
@@ -79,7 +71,7 @@ def encode_layer(name: str, q: MVQWeight
     The rounding is ``max |c - stored c|`` when the forward pass does not already round the
     codebook to its storage precision (``quantize`` off), else 0.
     """
-    if int(q.stage) != STAGE_CLUSTERED:
+    if q.current_stage != Stage.CLUSTERED:
         raise ValueError(f'layer {name!r} is not clustered yet (stage {int(q.stage)}); run '
                          'cluster_prepared (or compress) before saving')
     if q.codebook_bits not in CODEBOOK_DTYPES:
@@ -101,10 +93,10 @@ def encode_layer(name: str, q: MVQWeight
     cb = q.codebook.detach().float().cpu()
     scale = None
     if q.codebook_bits == 8:
-        s = _layer_scale(q)
+        s = q.quant_scale().float().cpu()
         if not bool(torch.isfinite(s)) or float(s) <= 0:
             raise ValueError(f'layer {name!r}: int8 scale {float(s)} must be finite and > 0')
-        ints = torch.round(cb / s).clamp(-127, 127).to(torch.int8)
+        ints = torch.round(cb / s).clamp(INT8_MIN, INT8_MAX).to(torch.int8)
         data = ints.numpy().tobytes()
         scale = float(s)
         stored = ints.float() * s
@@ -119,12 +111,18 @@ def encode_layer(name: str, q: MVQWeight
     entry = dict(name=name, weight_shape=list(q.weight_shape), d=int(d), k=int(k), n=q.n,
                  m=q.m, vector_axis=q.vector_axis, method=q.method,
                  codebook_bits=q.codebook_bits, num_subvectors=int(count),
-                 codebook_dtype=CODEBOOK_DTYPES[q.codebook_bits], scale=scale)
+                 codebook_dtype=CODEBOOK_DTYPES[q.codebook_bits], scale=scale,
+                 codebook_scale=q.codebook_scale)
     return entry, sections, rounding
+
+
+# --------------------------------------------------------------------------------- decode
 
 
 @dataclass
 class DecodedLayer:
+    """One compressed layer as the file stores it (codebook in fp32, int8 already scaled)."""
+
     name: str
     weight_shape: tuple[int, ...]
     vector_axis: str
@@ -140,6 +138,8 @@ class DecodedLayer:
 
 @dataclass
 class DecodedArtifact:
+    """A verified file: its header, :class:`ArtifactInfo`, layers and uncompressed tensors."""
+
     path: str
     header: dict
     info: ArtifactInfo
@@ -177,36 +177,37 @@ class _Checker:
         return tuple(value)
 
 
-def _read_preamble(path: str, data: bytes | memoryview) -> tuple[int, int, int]:
-    """Checks magic, version and flags; returns ``(flags, header_length, header_crc)``."""
-    size = _PREAMBLE.size
+def _read_preamble(path: str, data: bytes | memoryview) -> tuple[int, int, int, int]:
+    """Checks magic, version and flags; returns ``(version, flags, header_length,
+    header_crc)``."""
+    size = PREAMBLE.size
     if len(data) < size:
         if bytes(data[:len(MAGIC)]) == MAGIC[:min(len(data), len(MAGIC))] and len(data):
             raise TruncatedArtifactError(path, f'truncated file: {len(data)} bytes, shorter '
                                          f'than the {size}-byte preamble')
         raise NotAnArtifactError(path, f'not an MVQ artifact ({len(data)} bytes, no '
                                  f'{MAGIC!r} magic)')
-    magic, version, flags, length, crc = _PREAMBLE.unpack_from(data, 0)
+    magic, version, flags, length, crc = PREAMBLE.unpack_from(data, 0)
     if magic != MAGIC:
         raise NotAnArtifactError(path, f'not an MVQ artifact: starts with {magic!r}, not '
                                  f'{MAGIC!r}')
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise UnsupportedVersionError(path, f'unsupported MVQ format version {version}; this '
-                                      f'mvq_plugin reads version {FORMAT_VERSION}')
-    if flags & ~_KNOWN_FLAGS:
+                                      f'mvq_plugin reads versions {list(READABLE_VERSIONS)}')
+    if flags & ~KNOWN_FLAGS:
         raise CorruptArtifactError(path, f'unknown flags 0x{flags:04x} in the preamble')
     if len(data) < size + length:
         raise TruncatedArtifactError(path, f'truncated file: {len(data)} bytes, the header '
                                      f'alone ends at byte {size + length}')
-    return flags, length, crc
+    return version, flags, length, crc
 
 
 def parse_header(path: str, data: bytes | memoryview) -> tuple[dict, int]:
     """Verified header dict and the data-region start."""
-    flags, length, crc = _read_preamble(path, data)
-    start = _PREAMBLE.size
+    version, flags, length, crc = _read_preamble(path, data)
+    start = PREAMBLE.size
     blob = data[start:start + length]
-    actual = _crc(blob)
+    actual = crc32(blob)
     if actual != crc:
         raise ChecksumError(path, f'checksum mismatch in the header (stored crc32 0x{crc:08x}, '
                             f'computed 0x{actual:08x}): the file is corrupted', 'header')
@@ -217,9 +218,11 @@ def parse_header(path: str, data: bytes | memoryview) -> tuple[dict, int]:
         raise CorruptArtifactError(path, f'malformed header: {err}') from None
     if not isinstance(header, dict) or header.get('format') != 'mvq':
         raise CorruptArtifactError(path, 'malformed header: not an MVQ header')
-    if header.get('version') != FORMAT_VERSION:
+    if header.get('version') != version:
         raise UnsupportedVersionError(path, f'header format version {header.get("version")!r} '
-                                      f'differs from the preamble\'s {FORMAT_VERSION}')
+                                      f'differs from the preamble\'s {version}')
+    if version == 1 and isinstance(header.get('config'), dict):
+        header['config'] = {**VERSION1_CONFIG, **header['config']}
     return header, start + length
 
 
@@ -235,7 +238,7 @@ def _section(path: str, region: memoryview, sec: Any, where: str, expected: int,
         raise chk.fail(f'{where} ends at {offset + length}, past the data region '
                        f'({len(region)} bytes)', where)
     view = region[offset:offset + length]
-    actual = _crc(view)
+    actual = crc32(view)
     if actual != crc:
         raise ChecksumError(path, f'checksum mismatch in section {where!r} (stored crc32 '
                             f'0x{crc:08x}, computed 0x{actual:08x}): the file is corrupted',
@@ -253,7 +256,7 @@ def _decode_layer(path: str, region: memoryview, entry: Any, chk: _Checker) -> D
     axis = chk.get(entry, 'vector_axis', str, where)
     method = chk.get(entry, 'method', str, where)
     cb_bits = chk.integer(entry, 'codebook_bits', where)
-    if axis not in _AXES or method not in _METHODS or cb_bits not in CODEBOOK_DTYPES:
+    if axis not in VECTOR_AXES or method not in METHODS or cb_bits not in CODEBOOK_DTYPES:
         raise chk.fail(f'{where}: vector_axis={axis!r}, method={method!r} or '
                        f'codebook_bits={cb_bits} not supported', name)
     if n > m or count * d != math.prod(shape):
@@ -306,7 +309,7 @@ def _decode_layer(path: str, region: memoryview, entry: Any, chk: _Checker) -> D
         arr = np.frombuffer(view, dtype='<f2' if cb_bits == 16 else '<f4').reshape(k, d)
         codebook = torch.from_numpy(arr.astype(np.float32))
     return DecodedLayer(name, shape, axis, n, m, method, cb_bits, scale, codebook,
-                  torch.from_numpy(assignments), mask)
+                        torch.from_numpy(assignments), mask)
 
 
 def _decode_tensor(path: str, region: memoryview, entry: Any, chk: _Checker
@@ -315,10 +318,10 @@ def _decode_tensor(path: str, region: memoryview, entry: Any, chk: _Checker
     where = f'tensor {name!r}'
     dtype = chk.get(entry, 'dtype', str, where)
     kind = chk.get(entry, 'kind', str, where)
-    if dtype not in _DTYPES or kind not in ('parameter', 'buffer'):
+    if dtype not in STORAGE_DTYPES or kind not in ('parameter', 'buffer'):
         raise chk.fail(f'{where}: dtype {dtype!r} or kind {kind!r} not supported', name)
     shape = chk.shape(entry, 'shape', where)
-    np_dtype = np.dtype(_DTYPES[dtype][0])
+    np_dtype = np.dtype(STORAGE_DTYPES[dtype][0])
     view = _section(path, region, entry, name, math.prod(shape) * np_dtype.itemsize, chk)
     arr = np.frombuffer(view, dtype=np_dtype).reshape(shape).copy()
     return name, kind, torch.from_numpy(arr)
@@ -333,7 +336,7 @@ def read_artifact(path: str | os.PathLike) -> DecodedArtifact:
     chk = _Checker(path)
     data_bytes = chk.integer(header, 'data_bytes', 'header')
     float_dtype = chk.get(header, 'float_dtype', str, 'header')
-    if float_dtype not in ('float32', 'float16'):
+    if float_dtype not in FLOAT_DTYPES:
         raise chk.fail(f'float_dtype {float_dtype!r} not supported')
     config = header.get('config')
     if config is not None and not isinstance(config, dict):
@@ -358,7 +361,8 @@ def read_artifact(path: str | os.PathLike) -> DecodedArtifact:
         if layer.name in seen:
             raise chk.fail(f'layer {layer.name!r} appears twice', layer.name)
         seen.add(layer.name)
-    return DecodedArtifact(path, header, _info(path, header, start, len(data)), layers, tensors)
+    info = ArtifactInfo.from_header(path, header, start, len(data))
+    return DecodedArtifact(path, header, info, layers, tensors)
 
 
 def read_header(path: str | os.PathLike) -> dict:

@@ -8,7 +8,7 @@ File layout (integers little-endian)::
 
     offset  size  field
     0       4     magic b'MVQ\\x00'
-    4       2     format version, u16 (this module writes and reads 1)
+    4       2     format version, u16 (this module writes 2 and reads 1 and 2)
     6       2     flags, u16: bit 0 set = the header is zlib-compressed; other bits are 0
     8       4     header length H, u32
     12      4     crc32 of the H stored header bytes, u32
@@ -18,7 +18,7 @@ File layout (integers little-endian)::
 Header (a JSON object)::
 
     format      "mvq"
-    version     1 (equal to the preamble's)
+    version     2 (equal to the preamble's)
     producer    "mvq_plugin <version>"
     config      MVQConfig.to_dict() of the config the model carries (``model.mvq_config``,
                 left there by ``compress``) or null
@@ -29,6 +29,7 @@ Header (a JSON object)::
                 name, weight_shape, d, k, n, m, vector_axis, method, codebook_bits,
                 num_subvectors, codebook_dtype ("int8" | "float16" | "float32"),
                 scale (the fp32 int8 scale as a JSON number, exact; null unless int8),
+                codebook_scale ("lsq" | "maxabs", how the scale was chosen; version 2),
                 sections: {"assignments": S, "mask": S (only when n < m), "codebook": S}
                 with S = {offset, length, crc32} (+ "bits": the packed width)
     tensors     one object per uncompressed state-dict tensor, in state-dict order:
@@ -78,32 +79,69 @@ import numpy as np
 import torch
 
 from ..core.bits import layer_bits
-from ..core.config import CODEBOOK_BITS, METHODS, VECTOR_AXES, prunes
+from ..core.config import CODEBOOK_BITS, prunes
 from ..core.table import render_table
 
-__all__ = ['MAGIC', 'FORMAT_VERSION', 'ArtifactInfo', 'ArtifactError', 'NotAnArtifactError',
+__all__ = ['MAGIC', 'FORMAT_VERSION', 'READABLE_VERSIONS', 'VERSION1_CONFIG',
+           'FLAG_HEADER_ZLIB', 'KNOWN_FLAGS', 'PREAMBLE',
+           'STORAGE_DTYPES', 'INTEGER_DTYPES', 'FLOAT_DTYPES', 'CODEBOOK_DTYPES', 'crc32',
+           'storage_dtype', 'ArtifactInfo', 'ArtifactError', 'NotAnArtifactError',
            'UnsupportedVersionError', 'CorruptArtifactError', 'ChecksumError',
-           'TruncatedArtifactError', 'ArtifactMismatchError', 'CoverageError', 'CODEBOOK_DTYPES']
+           'TruncatedArtifactError', 'ArtifactMismatchError', 'CoverageError']
 
 MAGIC = b'MVQ\x00'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this module reads. Version 2 (the paper's MVQ) adds ``vector_axis='out_channel'``,
+#: int8 codes in ``[-128, 127]`` (an LSQ scale may use -128; version 1 wrote ``[-127, 127]``)
+#: and each layer's ``codebook_scale``. A version-1 file loads unchanged; its config, written
+#: before ``codebook_scale``/``kmeans_stop``/``change_tol`` existed, reads as ``'maxabs'``,
+#: ``'objective'`` and ``0.001`` (what version-1 code did).
+READABLE_VERSIONS = (1, 2)
+#: Config fields added in version 2, with the values version-1 files were made with.
+VERSION1_CONFIG = dict(codebook_scale='maxabs', kmeans_stop='objective', change_tol=1e-3)
+#: Preamble flag bit 0: the header is zlib-compressed.
 FLAG_HEADER_ZLIB = 1
-_KNOWN_FLAGS = FLAG_HEADER_ZLIB
-_PREAMBLE = struct.Struct('<4sHHII')
+#: Every flag bit this version defines; a file with another bit set is corrupt.
+KNOWN_FLAGS = FLAG_HEADER_ZLIB
+#: The 16-byte preamble: magic, version, flags, header length, header crc32.
+PREAMBLE = struct.Struct('<4sHHII')
 
 #: Storage dtypes: header name -> (numpy little-endian dtype, torch dtype).
-_DTYPES: dict[str, tuple[str, torch.dtype]] = {
+STORAGE_DTYPES: dict[str, tuple[str, torch.dtype]] = {
     'float32': ('<f4', torch.float32), 'float16': ('<f2', torch.float16),
     'float64': ('<f8', torch.float64), 'int64': ('<i8', torch.int64),
     'int32': ('<i4', torch.int32), 'int16': ('<i2', torch.int16), 'int8': ('i1', torch.int8),
     'uint8': ('u1', torch.uint8), 'bool': ('?', torch.bool),
 }
-_INT_DTYPES = {torch.int64: 'int64', torch.int32: 'int32', torch.int16: 'int16',
-               torch.int8: 'int8', torch.uint8: 'uint8', torch.bool: 'bool'}
+#: Integer (and bool) torch dtypes, stored in their own dtype: torch dtype -> header name.
+INTEGER_DTYPES = {torch.int64: 'int64', torch.int32: 'int32', torch.int16: 'int16',
+                  torch.int8: 'int8', torch.uint8: 'uint8', torch.bool: 'bool'}
+#: The header's ``float_dtype`` choices for floating-point uncompressed tensors.
+FLOAT_DTYPES = ('float32', 'float16')
 #: Storage dtype of a codebook by ``codebook_bits`` (the one table; int8 carries a scale).
 CODEBOOK_DTYPES = dict(zip(CODEBOOK_BITS, ('int8', 'float16', 'float32')))
-_METHODS = METHODS
-_AXES = VECTOR_AXES
+
+
+def crc32(data: bytes | memoryview) -> int:
+    """The unsigned crc32 the preamble and every section record."""
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def storage_dtype(t: torch.Tensor, float_dtype: str, key: str) -> str:
+    """The header dtype an uncompressed tensor is stored as.
+
+    Floating point as ``float_dtype`` (float64 stays float64), integers and bools in their own
+    dtype.
+
+    Raises:
+        ValueError: Another dtype (complex...), naming the state-dict ``key``.
+    """
+    if t.is_floating_point():
+        return 'float64' if t.dtype == torch.float64 else float_dtype
+    if t.dtype in INTEGER_DTYPES:
+        return INTEGER_DTYPES[t.dtype]
+    raise ValueError(f'state-dict tensor {key!r} has dtype {t.dtype}, which the artifact does '
+                     f'not store (floating point, {sorted(INTEGER_DTYPES.values())})')
 
 
 # --------------------------------------------------------------------------------- errors
@@ -212,6 +250,43 @@ class ArtifactInfo:
         """``(accounted_bits + accounted_buffer_bits) / 8``."""
         return (self.accounted_bits + self.accounted_buffer_bits) / 8
 
+    @classmethod
+    def from_header(cls, path: str, header: dict, header_bytes: int,
+                    total_bytes: int) -> ArtifactInfo:
+        """The description of a file from its (verified) header and sizes.
+
+        Args:
+            path: The file.
+            header: Its JSON header.
+            header_bytes: Preamble plus stored header.
+            total_bytes: Size of the file.
+        """
+        info = cls(path=path, format_version=int(header['version']), total_bytes=total_bytes,
+                   header_bytes=header_bytes, num_layers=len(header['layers']),
+                   num_tensors=len(header['tensors']), float_dtype=header['float_dtype'],
+                   config=header.get('config'))
+        for entry in header['layers']:
+            sizes = {sec: s['length'] for sec, s in entry['sections'].items()}
+            info.layers[entry['name']] = sizes
+            info.assignments_bytes += sizes['assignments']
+            info.mask_bytes += sizes.get('mask', 0)
+            info.codebook_bytes += sizes['codebook']
+            info.accounted_bits += layer_bits(
+                entry['num_subvectors'] * entry['d'], d=entry['d'], k=entry['k'], n=entry['n'],
+                m=entry['m'], codebook_bits=entry['codebook_bits'],
+                prunes=prunes(entry['method'], entry['n'], entry['m'])).total
+        for entry in header['tensors']:
+            numel = math.prod(entry['shape'])
+            if entry['kind'] == 'parameter':
+                info.parameter_bytes += entry['length']
+                info.accounted_bits += 32 * numel
+            else:
+                info.buffer_bytes += entry['length']
+                width = np.dtype(STORAGE_DTYPES[entry['dtype']][0]).itemsize * 8
+                info.accounted_buffer_bits += numel * (32 if entry['dtype'].startswith('float')
+                                                       else width)
+        return info
+
     def __str__(self) -> str:
         rows = [('part', 'bytes', 'stored as'),
                 ('header', f'{self.header_bytes:,}',
@@ -230,37 +305,3 @@ class ArtifactInfo:
                      f'{self.accounted_buffer_bits:,} = {acc:,.0f} bytes; on disk without '
                      f'header {self.data_bytes:,} ({delta:+.3%})')
         return '\n'.join(lines)
-
-
-def _crc(data: bytes | memoryview) -> int:
-    return zlib.crc32(data) & 0xFFFFFFFF
-
-
-def _info(path: str, header: dict, header_bytes: int, total_bytes: int) -> ArtifactInfo:
-    info = ArtifactInfo(path=path, format_version=int(header['version']),
-                        total_bytes=total_bytes, header_bytes=header_bytes,
-                        num_layers=len(header['layers']), num_tensors=len(header['tensors']),
-                        float_dtype=header['float_dtype'], config=header.get('config'))
-    for entry in header['layers']:
-        sizes = {sec: s['length'] for sec, s in entry['sections'].items()}
-        info.layers[entry['name']] = sizes
-        info.assignments_bytes += sizes['assignments']
-        info.mask_bytes += sizes.get('mask', 0)
-        info.codebook_bytes += sizes['codebook']
-        info.accounted_bits += layer_bits(
-            entry['num_subvectors'] * entry['d'], d=entry['d'], k=entry['k'], n=entry['n'],
-            m=entry['m'], codebook_bits=entry['codebook_bits'],
-            prunes=prunes(entry['method'], entry['n'], entry['m'])).total
-    for entry in header['tensors']:
-        numel = math.prod(entry['shape'])
-        if entry['kind'] == 'parameter':
-            info.parameter_bytes += entry['length']
-            info.accounted_bits += 32 * numel
-        else:
-            info.buffer_bytes += entry['length']
-            width = np.dtype(_DTYPES[entry['dtype']][0]).itemsize * 8
-            info.accounted_buffer_bits += numel * (32 if entry['dtype'].startswith('float')
-                                                   else width)
-    return info
-
-

@@ -180,12 +180,16 @@ def test_measurements_are_real_and_leave_the_model_unchanged(net, calib):
         s['mvq d8 k32 4:8 int8'], rel=1e-4)
 
 
-def test_generous_budget_keeps_everything_dense(net, calib):
+@pytest.mark.parametrize('axis', ['out_channel', 'in_channel'])
+def test_generous_budget_keeps_everything_dense(net, calib, axis):
     alloc = mvq.allocate(net, dict(bits=2 * _dense_bits(net)), choices=SPACE, calib=calib,
-                         base=mvq.MVQConfig(kmeans_iters=2))
+                         base=mvq.MVQConfig(kmeans_iters=2, vector_axis=axis))
     assert all(c.dense for c in alloc.choices.values())
     assert alloc.distortion == 0.0
-    assert set(alloc.choices) == {'a', 'b', 'c', 'fc'}  # the stem stays out (skip_first_conv)
+    # the stem stays out (skip_first_conv); along the output channel the 10-way classifier
+    # cannot be cut into sub-vectors of 8 or 16
+    expected = {'a', 'b', 'c', 'fc'} if axis == 'in_channel' else {'a', 'b', 'c'}
+    assert set(alloc.choices) == expected
 
 
 def test_allocation_carries_into_a_config(net, calib):
@@ -237,3 +241,21 @@ def test_parse_bytes():
     assert parse_bytes(2048) == 2048.0
     assert Budget(bytes='1KiB').limits() == {'bits': 8192.0}
     assert math.isclose(parse_bytes('2e6'), 2e6)
+
+
+def test_the_layout_is_one_more_choice(net, calib):
+    """With both layouts in the space, each layer may take either; the fc (10 outputs) only
+    admits in_channel; the chosen config compresses each layer in its chosen layout."""
+    space = dict(SPACE, vector_axis=('out_channel', 'in_channel'))
+    cands = layer_choices(net, ChoiceSpace(**space), mvq.MVQConfig())
+    assert {c.vector_axis for c in cands['a'] if not c.dense} == {'out_channel', 'in_channel'}
+    assert {c.vector_axis for c in cands['fc'] if not c.dense} == {'in_channel'}
+    alloc = mvq.allocate(net, dict(bits=0.15 * _dense_bits(net)), choices=space, calib=calib,
+                         base=mvq.MVQConfig(kmeans_iters=3))
+    model = copy.deepcopy(net)
+    mvq.compress(model, alloc.config())
+    for name, q in mvq.quantized_layers(model).items():
+        assert q.vector_axis == alloc.choices[name].vector_axis
+    assert mvq.compression_stats(model).bits == alloc.predicted['bits']
+    with pytest.raises(ValueError, match="vector_axis has 'rows'"):
+        ChoiceSpace(vector_axis=('rows',))

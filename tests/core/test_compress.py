@@ -15,7 +15,11 @@ from mvq_plugin.core import (
     set_codebook_quant,
 )
 
-CFG = dict(num_codewords=16, kmeans_iters=10)
+#: The in_channel layout with a max-abs int8 scale and the objective stopping rule (what these
+#: tests were written for); the out_channel cases name their axis.
+LEGACY = dict(block_size=8, n=2, m=8, vector_axis='in_channel', codebook_scale='maxabs',
+              kmeans_stop='objective')
+CFG = dict(num_codewords=16, kmeans_iters=10, **LEGACY)
 
 
 def _x():
@@ -47,7 +51,8 @@ def test_plan_lists_every_layer_with_reason(tiny_net):
 def test_plan_other_skip_reasons():
     net = nn.Sequential(nn.Conv2d(3, 12, 1), nn.Conv2d(12, 16, 3), nn.Conv2d(16, 16, 1),
                         nn.Linear(16, 8), nn.Conv1d(8, 8, 1))
-    p = mvq.plan(net, mvq.MVQConfig(num_codewords=32, min_params=200, skip_first_conv=False))
+    p = mvq.plan(net, mvq.MVQConfig(num_codewords=32, min_params=200, skip_first_conv=False,
+                                    **LEGACY))
     reasons = [lp.reason for lp in p]
     assert reasons[0] == 'C_in/groups=3 is not a multiple of block_size=8'
     assert reasons[1] == 'C_in/groups=12 is not a multiple of block_size=8'
@@ -56,28 +61,48 @@ def test_plan_other_skip_reasons():
     assert reasons[4].startswith('unsupported layer type Conv1d')
 
 
+def test_plan_out_channel_rules(tiny_net):
+    """out_channel: C_out/groups must be a multiple of d; the first conv is compressible (its
+    C_in=3 no longer matters) and skip_first_conv still decides."""
+    cfg = dict(num_codewords=16, block_size=8, n=2, m=8, vector_axis='out_channel')
+    reasons = {lp.name: lp.reason for lp in mvq.plan(tiny_net, mvq.MVQConfig(**cfg))}
+    assert reasons == {'stem': 'first conv (skip_first_conv)', 'conv': None, 'pw': None,
+                       'dw': 'depthwise conv (groups=32, C_in/groups=1)',
+                       'fc': 'C_out=10 is not a multiple of block_size=8'}
+    reasons = {lp.name: lp.reason for lp in mvq.plan(
+        tiny_net, mvq.MVQConfig(**cfg, skip_first_conv=False))}
+    assert reasons['stem'] is None
+    grouped = nn.Conv2d(16, 24, 1, groups=2)  # 12 outputs per group
+    p = mvq.plan(nn.Sequential(nn.Conv2d(3, 16, 1), grouped),
+                 mvq.MVQConfig(**dict(cfg, num_codewords=2), min_params=0))
+    assert p.layers[1].reason == 'C_out/groups=12 is not a multiple of block_size=8'
+
+
+@pytest.mark.parametrize('axis', ['out_channel', 'in_channel'])
 @pytest.mark.parametrize('method', ['mvq', 'vq', 'prune_vq'])
-def test_compressed_weight_is_mask_times_codeword(tiny_net, method):
-    cfg = mvq.MVQConfig(method=method, **CFG)
+def test_compressed_weight_is_mask_times_codeword(tiny_net, method, axis):
+    cfg = mvq.MVQConfig(method=method, **dict(CFG, vector_axis=axis))
     dense = {n: m.weight.detach().clone() for n, m in tiny_net.named_modules()
              if isinstance(m, (nn.Conv2d, nn.Linear))}
     report = mvq.compress(tiny_net, cfg)
     layers = mvq.quantized_layers(tiny_net)
-    assert sorted(layers) == ['conv', 'fc', 'pw']
-    assert [r.name for r in report.layers] == ['conv', 'pw', 'fc']
+    expected = ['conv', 'pw', 'fc'] if axis == 'in_channel' else ['conv', 'pw']  # fc: 10 out
+    assert sorted(layers) == sorted(expected)
+    assert [r.name for r in report.layers] == expected
     for name, q in layers.items():
         module = tiny_net.get_submodule(name)
         w = module.weight
-        expect = blocking.from_subvectors(q.codebook[q.assignments] * q.mask, w.shape)
+        expect = blocking.from_subvectors(q.codebook[q.assignments] * q.mask, w.shape, axis)
         assert torch.equal(w, expect)
-        vec = blocking.to_subvectors(w.detach(), 8)
+        vec = blocking.to_subvectors(w.detach(), 8, axis)
         assert torch.all(vec[~q.mask] == 0)
         if method == 'vq':
             assert q.mask.all()
         else:
             assert q.mask.reshape(-1, 8).sum(1).eq(2).all()
-            # kept positions are the largest |w| of their group of 8 input channels
-            dv = blocking.to_subvectors(dense[name], 8).abs()
+            # kept positions are the largest |w| of their group of 8 consecutive channels
+            # (input channels, or output channels at one input position)
+            dv = blocking.to_subvectors(dense[name], 8, axis).abs()
             kept = torch.where(q.mask, dv, torch.inf).min(1).values
             dropped = torch.where(q.mask, -torch.inf, dv).max(1).values
             assert torch.all(kept >= dropped)
@@ -224,6 +249,7 @@ def test_pqf_resnet18_small_blocks_accounting():
     uncompressed, fp16 codebooks, no mask: 1.54 MiB and 29x (docs/design.md section 2)."""
     model = torchvision.models.resnet18()
     cfg = mvq.MVQConfig(method='vq', vector_axis='spatial', block_size=9, codebook_bits=16,
+                        num_codewords=256,
                         overrides={r'.*downsample\.0': dict(block_size=4),
                                    'fc': dict(block_size=4, num_codewords=2048)})
     p = mvq.plan(model, cfg)

@@ -6,7 +6,7 @@ from mvq_plugin import MVQConfig
 
 @pytest.mark.parametrize('kwargs, words', [
     (dict(n=5, m=4), ['n=5', '[1, 4]']),
-    (dict(n=2, m=3), ['m=3', 'block_size=8']),
+    (dict(n=2, m=3, block_size=8), ['m=3', 'block_size=8']),
     (dict(num_codewords=1), ['num_codewords=1', '>= 2']),
     (dict(codebook_bits=4), ['codebook_bits=4', '[8, 16, 32]']),
     (dict(method='pq'), ["method='pq'", 'mvq']),

@@ -10,9 +10,12 @@ from mvq_plugin.core.parametrize import Stage
 from mvq_plugin.core.rebuild import RebuildPlan
 
 
-def _compressed(tiny_net, method='mvq', **kw):
+def _compressed(tiny_net, method='mvq', axis='in_channel', **kw):
     kw.setdefault('seed', 0)
-    cfg = mvq.MVQConfig(method=method, block_size=8, num_codewords=16, kmeans_iters=5, **kw)
+    # out_channel: TinyNet's classifier (10 outputs) stays dense, its stem (16) compresses
+    cfg = mvq.MVQConfig(method=method, block_size=8, num_codewords=16, n=2, m=8,
+                        kmeans_iters=5, vector_axis=axis, codebook_scale='maxabs',
+                        skip_first_conv=axis == 'in_channel', **kw)
     mvq.compress(tiny_net, cfg)
     return tiny_net
 
@@ -28,10 +31,11 @@ def _reference_grads(model, x, codebook_quant):
     return ref, {n: q.codebook.grad for n, q in layers.items()}
 
 
+@pytest.mark.parametrize('axis', ['out_channel', 'in_channel'])
 @pytest.mark.parametrize('method', ['mvq', 'vq', 'prune_vq'])
 @pytest.mark.parametrize('codebook_quant', [False, True])
-def test_forward_and_gradients_equal_reference(tiny_net, method, codebook_quant):
-    model = _compressed(tiny_net, method)
+def test_forward_and_gradients_equal_reference(tiny_net, method, codebook_quant, axis):
+    model = _compressed(tiny_net, method, axis)
     mvq.set_codebook_quant(model, codebook_quant)
     x = torch.randn(4, 3, 12, 12)
     ref, grads = _reference_grads(model, x, codebook_quant)
@@ -57,8 +61,9 @@ def test_forward_and_gradients_equal_reference(tiny_net, method, codebook_quant)
         assert torch.all(q.codebook.grad[~used] == 0)
 
 
-def test_weight_written_in_conv_layout_and_pruned_positions_zero(tiny_net):
-    model = _compressed(tiny_net)
+@pytest.mark.parametrize('axis', ['out_channel', 'in_channel'])
+def test_weight_written_in_conv_layout_and_pruned_positions_zero(tiny_net, axis):
+    model = _compressed(tiny_net, axis=axis)
     q = mvq.quantized_layers(model)['conv']
     w = model.conv.weight
     assert w.is_contiguous() and w.shape == (32, 16, 3, 3)
@@ -70,7 +75,8 @@ def test_weight_written_in_conv_layout_and_pruned_positions_zero(tiny_net):
 
 def test_sparse_stage_is_masked_original(tiny_net):
     from mvq_plugin.core.staged import prepare, prune_prepared
-    cfg = mvq.MVQConfig(block_size=8, num_codewords=16, kmeans_iters=5)
+    cfg = mvq.MVQConfig(block_size=8, num_codewords=16, n=2, m=8, kmeans_iters=5,
+                        vector_axis='in_channel')
     prepare(tiny_net, cfg)
     prune_prepared(tiny_net)
     q = mvq.quantized_layers(tiny_net)['conv']

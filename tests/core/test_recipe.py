@@ -30,7 +30,7 @@ def _trained(net, x, y, steps=150):
     return net.eval()
 
 
-CFG = dict(num_codewords=16, block_size=8, n=2, m=8, kmeans_iters=10)
+CFG = dict(num_codewords=16, block_size=8, n=2, m=8, kmeans_iters=10, vector_axis='in_channel')
 
 
 def test_recipe_runs_every_phase_and_stores_what_it_computes(tiny_net):

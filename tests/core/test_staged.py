@@ -22,7 +22,8 @@ def _net() -> nn.Module:
                          nn.ReLU(), nn.Flatten(), nn.Linear(32 * 6 * 6, 16))
 
 
-CFG = mvq.MVQConfig(block_size=8, num_codewords=16, n=2, m=4, kmeans_iters=10, min_params=0)
+CFG = mvq.MVQConfig(block_size=8, num_codewords=16, n=2, m=4, kmeans_iters=10, min_params=0,
+                    vector_axis='in_channel')
 
 
 def test_prepare_keeps_outputs_and_exposes_codebooks():

@@ -67,7 +67,8 @@ def test_plan_and_compressed_model():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
                         nn.Conv2d(16, 32, 3, padding=1), nn.Flatten(), nn.Linear(32 * 64, 10))
-    cfg = mvq.MVQConfig(block_size=8, num_codewords=16, n=2, m=8, kmeans_iters=3)
+    cfg = mvq.MVQConfig(block_size=8, num_codewords=16, n=2, m=8, kmeans_iters=3,
+                        vector_axis='in_channel')  # the activation-mux tile's layout
     plan = mvq.plan(net, cfg)
     wp = hw.extract_workload(net, (1, 3, 8, 8), plan=plan)
     assert [lay.compressed for lay in wp] == [False, True, True]
@@ -95,7 +96,7 @@ def test_estimator_object_on_model():
     est = hw.HardwareEstimator(arch='mvq', input_shape=(1, 3, 16, 16), baseline='ews',
                                arch_overrides=dict(rows=8, cols=8))
     net = Net()
-    cfg = mvq.MVQConfig(block_size=8, num_codewords=4, n=2, m=8)
+    cfg = mvq.MVQConfig(block_size=8, num_codewords=4, n=2, m=8, vector_axis='in_channel')
     report = est.estimate(net, plan=mvq.plan(net, cfg))
     assert report.baseline is not None and set(report.variants) == {
         'sparsity_only', 'vq_only', 'both'}

@@ -48,7 +48,7 @@ class Core(nn.Module):
         self.stem = nn.Conv2d(3, 16, 3, padding=1)
         self.conv = nn.Conv2d(16, 32, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(32)
-        self.fc = nn.Linear(32, 4)
+        self.fc = nn.Linear(32, 8)  # 8 outputs: one out_channel sub-vector (4 classes used)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.bn(self.conv(torch.relu(self.stem(x)))))

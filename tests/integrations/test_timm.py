@@ -27,7 +27,10 @@ from mvq_plugin.core import MVQConfig, is_compressed, quantized_layers, set_code
 from mvq_plugin.integrations import timm as mvq_timm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-CFG = dict(num_codewords=16, block_size=8, n=2, m=8, kmeans_iters=3)
+#: The in_channel layout these tests were written for (test_out_channel_through_timm names
+#: the paper's layout).
+LEGACY = dict(vector_axis='in_channel', codebook_scale='maxabs', kmeans_stop='objective')
+CFG = dict(num_codewords=16, block_size=8, n=2, m=8, kmeans_iters=3, **LEGACY)
 
 #: name -> (extra timm kwargs, input size, slow)
 ARCHS = {
@@ -410,7 +413,8 @@ def test_train_timm_tool(tmp_path):
     cmd = [sys.executable, str(ROOT / 'tools' / 'train_timm.py'), '--model', 'resnet18',
            '--data', 'fashion_mnist', '--subset', '64', '--val-subset', '64',
            '--img-size', '32', '--batch-size', '16', '--epochs', '4', '--lr', '0.05',
-           '--no-aug', '--k', '16', '--kmeans-iters', '3', '--nm', '2:8',
+           '--no-aug', '--k', '16', '--d', '8', '--vector-axis', 'in_channel',
+           '--kmeans-iters', '3', '--nm', '2:8',
            '--classifier-k', '16', '--classifier-d', '8', '--codebook-quant-epochs', '1',
            '--device', 'cpu', '--output', str(out)]
     env = dict(os.environ, OMP_NUM_THREADS='1')
@@ -444,7 +448,8 @@ def test_train_timm_tool_recipe(tmp_path):
     cmd = [sys.executable, str(ROOT / 'tools' / 'train_timm.py'), '--model', 'resnet18',
            '--data', 'fashion_mnist', '--subset', '64', '--val-subset', '64',
            '--img-size', '32', '--batch-size', '16', '--epochs', '2', '--sparse-epochs', '1',
-           '--lr', '0.05', '--no-aug', '--k', '16', '--kmeans-iters', '3', '--nm', '2:8',
+           '--lr', '0.05', '--no-aug', '--k', '16', '--d', '8', '--vector-axis', 'in_channel',
+           '--kmeans-iters', '3', '--nm', '2:8',
            '--distill', '--distill-feature', 'layer4=0.5', '--importance', 'activation',
            '--kmeans-weights', 'activation', '--calib-batches', '2',
            '--codebook-quant-epochs', '1', '--device', 'cpu', '--output', str(out)]

@@ -4,6 +4,7 @@ import json
 import math
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,10 +29,17 @@ from mvq_plugin.io import (
 X = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
 
 
+#: The in_channel layout these tests were written for (the out_channel round trip names its
+#: axis); d=8, k=256, 2:8 where a test does not set them.
+LEGACY = dict(block_size=8, num_codewords=256, n=2, m=8, vector_axis='in_channel',
+              codebook_scale='maxabs', kmeans_stop='objective')
+
+
 def _compressed(seed: int = 0, **cfg) -> tuple[ConvNet, mvq.MVQConfig]:
     torch.manual_seed(seed)
     model = trained_stats(ConvNet())
-    cfg = mvq.MVQConfig(**{'kmeans_iters': 3, 'kmeans_init': 'random', 'seed': seed, **cfg})
+    cfg = mvq.MVQConfig(**{**LEGACY, 'kmeans_iters': 3, 'kmeans_init': 'random', 'seed': seed,
+                           **cfg})
     mvq.compress(model, cfg)
     set_codebook_quant(model, True)
     return model.eval(), cfg
@@ -226,7 +234,7 @@ def test_load_into_converted_and_prepared_models(tmp_path):
     assert torch.equal(prepared(X), src(X))
     # Another k in the model than in the file: the parametrization is replaced.
     other_k = ConvNet().eval()
-    mvq.compress(other_k, mvq.MVQConfig(num_codewords=8, kmeans_iters=1))
+    mvq.compress(other_k, mvq.MVQConfig(**{**LEGACY, 'num_codewords': 8}, kmeans_iters=1))
     mvq.load(other_k, path)
     assert mvq.quantized_layers(other_k)['conv1'].num_codewords == 16
     assert torch.equal(other_k(X), src(X))
@@ -234,7 +242,7 @@ def test_load_into_converted_and_prepared_models(tmp_path):
 
 def test_saving_unclustered_layer_is_refused(tmp_path):
     model = ConvNet()
-    prepare(model, mvq.MVQConfig(num_codewords=16))
+    prepare(model, mvq.MVQConfig(**{**LEGACY, 'num_codewords': 16}))
     with pytest.raises(ValueError, match="layer 'conv1' is not clustered yet"):
         mvq.save(model, tmp_path / 'm.mvq')
     assert not (tmp_path / 'm.mvq').exists()
@@ -314,7 +322,7 @@ def test_resnet18_size_matches_accounting(tmp_path):
     model = torchvision.models.resnet18(weights=None).eval()
     dense_buf = io.BytesIO()
     torch.save(model.state_dict(), dense_buf)
-    cfg = mvq.MVQConfig(kmeans_iters=0, kmeans_init='random')  # d=8, k=256, 2:8, int8
+    cfg = mvq.MVQConfig(**LEGACY, kmeans_iters=0, kmeans_init='random')  # d=8, k=256, 2:8, int8
     mvq.compress(model, cfg)
     info = mvq.save(model, tmp_path / 'r18.mvq')
     stats = mvq.compression_stats(model, artifact=info)
@@ -327,3 +335,70 @@ def test_resnet18_size_matches_accounting(tmp_path):
     # live in the header.
     assert -4 * info.num_layers <= info.data_bytes - accounted <= 2 * info.num_layers
     assert info.total_bytes < dense_buf.getbuffer().nbytes / 15
+
+
+class _Format1Net(nn.Module):
+    """The model of ``tests/io/data/format1_tiny.mvq`` (written by the format-1 code, commit
+    c439c66: seed 0, BN affine and statistics drawn uniformly, ``MVQConfig(block_size=8,
+    num_codewords=16, n=2, m=8, kmeans_iters=5, min_params=0, overrides={'fc':
+    dict(method='vq', num_codewords=8)})`` in the in_channel layout, int8 codebooks on)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(32)
+        self.pw = nn.Conv2d(32, 32, 1, groups=2)
+        self.fc = nn.Linear(32, 16)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.bn(self.conv(x)))
+        x = torch.relu(self.pw(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_a_format_1_file_still_loads_to_identical_outputs():
+    data = Path(__file__).parent / 'data'
+    header = mvq.io.read_header(data / 'format1_tiny.mvq')
+    assert header['version'] == 1
+    # the config of a format-1 file reads with the settings format-1 code used
+    assert header['config']['codebook_scale'] == 'maxabs'
+    assert header['config']['kmeans_stop'] == 'objective'
+    model = _Format1Net().eval()
+    mvq.load(model, data / 'format1_tiny.mvq')
+    assert sorted(mvq.quantized_layers(model)) == ['conv', 'fc', 'pw']
+    assert all(q.vector_axis == 'in_channel' for q in mvq.quantized_layers(model).values())
+    assert model.mvq_config.vector_axis == 'in_channel'
+    expected = torch.load(data / 'format1_tiny_io.pt', weights_only=True)
+    with torch.no_grad():
+        assert torch.equal(model(expected['x']), expected['y'])
+
+
+@pytest.mark.parametrize('scale', ['lsq', 'maxabs'])
+def test_out_channel_artifact_round_trips_bit_exactly(tmp_path, scale):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 32, 3, groups=2),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(32 * 4 * 4, 16))
+    cfg = mvq.MVQConfig(block_size=8, num_codewords=16, n=2, m=8, kmeans_iters=4,
+                        min_params=0, skip_first_conv=False, codebook_scale=scale)
+    mvq.compress(net, cfg)
+    assert {q.vector_axis for q in mvq.quantized_layers(net).values()} == {'out_channel'}
+    mvq.set_codebook_quant(net, True)
+    net.eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        y = net(x)
+    mvq.save(net, tmp_path / 'out.mvq')
+    header = mvq.io.read_header(tmp_path / 'out.mvq')
+    assert header['version'] == 2
+    assert {layer['vector_axis'] for layer in header['layers']} == {'out_channel'}
+    assert {layer['codebook_scale'] for layer in header['layers']} == {scale}
+    fresh = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 32, 3, groups=2),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(32 * 4 * 4, 16)).eval()
+    mvq.load(fresh, tmp_path / 'out.mvq')
+    with torch.no_grad():
+        assert torch.equal(fresh(x), y)
+    for name, q in mvq.quantized_layers(fresh).items():
+        ref = mvq.quantized_layers(net)[name]
+        assert torch.equal(q.mask, ref.mask) and torch.equal(q.assignments, ref.assignments)

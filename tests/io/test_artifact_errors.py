@@ -24,13 +24,17 @@ from mvq_plugin.io import (
     read_header,
 )
 
+#: The in_channel layout these error tests were written for.
+LEGACY = dict(block_size=8, n=2, m=8, vector_axis='in_channel', codebook_scale='maxabs',
+              kmeans_stop='objective')
+
 
 @pytest.fixture(scope='module')
 def saved(tmp_path_factory):
     """A compressed model's artifact and its layout: (bytes, header, data start)."""
     torch.manual_seed(0)
     model = trained_stats(ConvNet())
-    mvq.compress(model, mvq.MVQConfig(num_codewords=16, kmeans_iters=2))
+    mvq.compress(model, mvq.MVQConfig(**LEGACY, num_codewords=16, kmeans_iters=2))
     path = tmp_path_factory.mktemp('saved') / 'good.mvq'
     mvq.save(model, path)
     raw = path.read_bytes()
@@ -46,7 +50,8 @@ def _targets():
     if not _TARGETS:
         torch.manual_seed(5)
         converted = ConvNet()
-        mvq.compress(converted, mvq.MVQConfig(num_codewords=16, kmeans_iters=1, seed=7))
+        mvq.compress(converted, mvq.MVQConfig(**LEGACY, num_codewords=16, kmeans_iters=1,
+                                                    seed=7))
         _TARGETS.extend([ConvNet(), converted])
     return [copy.deepcopy(m) for m in _TARGETS]
 
@@ -147,8 +152,11 @@ def test_not_an_artifact(saved, tmp_path):
 
 def test_wrong_version_and_flags(saved, tmp_path):
     raw, _, _ = saved
-    _expect(tmp_path, raw[:4] + struct.pack('<H', 2) + raw[6:], UnsupportedVersionError,
-            'unsupported MVQ format version 2')
+    _expect(tmp_path, raw[:4] + struct.pack('<H', 3) + raw[6:], UnsupportedVersionError,
+            'unsupported MVQ format version 3')
+    # a readable version in the preamble that the header contradicts
+    _expect(tmp_path, raw[:4] + struct.pack('<H', 1) + raw[6:], UnsupportedVersionError,
+            "header format version 2 differs from the preamble's 1")
     _expect(tmp_path, raw[:4] + struct.pack('<H', 0) + raw[6:], UnsupportedVersionError,
             'version 0')
     _expect(tmp_path, raw[:6] + struct.pack('<H', 3) + raw[8:], CorruptArtifactError,
@@ -191,7 +199,7 @@ def test_model_misfits_leave_model_unchanged(saved, tmp_path):
     dense_file = tmp_path / 'dense.mvq'
     mvq.save(ConvNet(), dense_file)
     compressed = ConvNet()
-    mvq.compress(compressed, mvq.MVQConfig(num_codewords=16, kmeans_iters=1))
+    mvq.compress(compressed, mvq.MVQConfig(**LEGACY, num_codewords=16, kmeans_iters=1))
     for model, error, match in cases + [(compressed, ArtifactMismatchError,
                                          'compressed in the model but dense')]:
         snap = _snapshot(model)
@@ -208,7 +216,7 @@ def test_model_misfits_leave_model_unchanged(saved, tmp_path):
 def _one_model():
     torch.manual_seed(0)
     model = ConvNet()
-    mvq.compress(model, mvq.MVQConfig(num_codewords=16, kmeans_iters=1))
+    mvq.compress(model, mvq.MVQConfig(**LEGACY, num_codewords=16, kmeans_iters=1))
     return model
 
 

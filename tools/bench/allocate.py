@@ -4,7 +4,7 @@ One run, side by side, every row with the same fine-tuning recipe and budget (``
 steps at batch 128: half N:M-sparse fine-tuning, half codebook fine-tuning, logit
 self-distillation from the dense model, int8 codebooks):
 
-* per size point (the uniform MVQ 2:8 setting of ``mvq_recipe.POINTS[i]``): **uniform** (that
+* per size point (the uniform MVQ 2:8 setting of ``common.POINTS[i]``): **uniform** (that
   setting on every layer) vs **allocated** (:func:`mvq_plugin.allocate` with
   ``Budget(bits=<uniform's accounted bits>)``: per layer dense, 2:8, 4:8 or vq, d in {8, 16},
   k from 4 to 256; sensitivities measured on 2 calibration batches);
@@ -27,21 +27,31 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from mvq_recipe import (  # same folder
+from common import (  # same folder (tools/bench/common.py)
     POINTS,
     Data,
     add_setting_args,
     build_model,
+    command_line,
     dense_start,
+    describe_machine,
+    fmt_stat,
     forward,
+    resnet50,
+    stat,
+    write_json,
+    write_report,
+)
+from imagenet_photos import eval_batch, list_photos, load_rgb
+from matching import (
+    LEGACY_LAYOUT,  # same folder
+    accounted_bits,
 )
 
 from mvq_plugin import MVQConfig, allocate
@@ -49,9 +59,7 @@ from mvq_plugin.allocation import Budget, ChoiceSpace, SensitivityCache, realise
 from mvq_plugin.core.accounting import compression_stats, count_macs
 from mvq_plugin.core.channels import prune_channels
 from mvq_plugin.core.distill import DistillConfig
-from mvq_plugin.core.matching import accounted_bits
 from mvq_plugin.core.recipe import MVQRecipe, run_recipe
-from mvq_plugin.machine import describe_machine
 
 HW = 'mvq_64x64'
 INPUT = (1, 1, 28, 28)
@@ -62,7 +70,8 @@ CHOICES = dict(nm=('2:8', '4:8', 'none'), block_size=(8, 16),
 
 
 def base_config(args: argparse.Namespace, seed: int = 0, **fields: Any) -> MVQConfig:
-    return MVQConfig(**fields, seed=seed, kmeans_iters=args.kmeans_iters, codebook_bits=8)
+    return MVQConfig(**{**LEGACY_LAYOUT, **fields}, seed=seed, kmeans_iters=args.kmeans_iters,
+                     codebook_bits=8)
 
 
 def costs_of(model: torch.nn.Module) -> dict[str, float]:
@@ -90,8 +99,7 @@ def run(label: str, model: torch.nn.Module, cfg: MVQConfig, seed: int, args, tea
                      forward_fn=forward, stages=('clustered', 'finetuned'))
     record = dict(row=label, seed=seed, top1=res.to_dict()['top1'], **costs_of(model),
                   wall_s=time.perf_counter() - t0)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(record, indent=1))
+    write_json(cache, record)
     print(f'[seed {seed}] {label}: top-1 {record["top1"]["finetuned"]:.2f} '
           f'({record["ratio"]:.1f}x, {record["energy_pj"] * 1e-6:.3f} uJ, '
           f'{record["wall_s"]:.0f} s)', flush=True)
@@ -107,30 +115,20 @@ def allocation_record(alloc) -> dict[str, Any]:
                 info=alloc.info, kinds=counts, layers=alloc.records())
 
 
-def _stat(values: list[float]) -> dict[str, float]:
-    return dict(mean=statistics.fmean(values), min=min(values), max=max(values),
-                n=len(values))
-
-
 def time_resnet50(args) -> dict[str, Any]:
     """Seconds :func:`allocate` takes on torchvision's ResNet-50 (random weights: no ImageNet
     ResNet-50 file is available offline; the work does not depend on the values)."""
-    import torchvision
-
-    from mvq_plugin.data.imagenet_photos import eval_transform, list_photos, load_rgb
-    torch.manual_seed(0)
-    model = torchvision.models.resnet50(weights=None).eval()
-    tf = eval_transform()
-    batch = torch.stack([tf(load_rgb(p.path)) for p in list_photos()[:args.r50_images]])
+    model = resnet50().eval()
+    batch = eval_batch(load_rgb(p.path) for p in list_photos()[:args.r50_images])
     space = dict(nm=('2:8', '4:8', 'none'), block_size=(8, 16), num_codewords=(64, 256))
     cache = SensitivityCache()
     t0 = time.perf_counter()
     alloc = allocate(model, dict(bytes='2.5MiB'), calib=[batch], choices=space, cache=cache,
-                     base=MVQConfig(kmeans_iters=args.kmeans_iters))
+                     base=MVQConfig(kmeans_iters=args.kmeans_iters, **LEGACY_LAYOUT))
     first = time.perf_counter() - t0
     t1 = time.perf_counter()
     allocate(model, dict(bytes='4MiB'), calib=[batch], choices=space, cache=cache,
-             base=MVQConfig(kmeans_iters=args.kmeans_iters))
+             base=MVQConfig(kmeans_iters=args.kmeans_iters, **LEGACY_LAYOUT))
     return dict(seconds=first, layers=len(alloc.choices), measured=alloc.info['measured'],
                 measure_s=alloc.info['seconds'], images=args.r50_images,
                 choices_per_layer=max(len(v) for v in alloc.sensitivity.values()),
@@ -141,7 +139,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     add_setting_args(p, threads=2)
     p.add_argument('--points', type=int, nargs='+', default=[2, 4],
-                   help='indices into mvq_recipe.POINTS (the uniform 2:8 settings)')
+                   help='indices into common.POINTS (the uniform 2:8 settings)')
     p.add_argument('--calib-batches', type=int, default=2)
     p.add_argument('--channel-ratio', type=float, default=0.25)
     p.add_argument('--resnet50', action='store_true', help='also time allocate on ResNet-50')
@@ -221,7 +219,7 @@ def main(argv=None) -> dict[str, Any]:
                   args, teacher, work / tag / f'cp{args.channel_ratio}_s{seed}.json')
         records.append(dict(rec, point='channel', kind='channel-pruned + allocated'))
 
-    meta = dict(command='python ' + ' '.join(shlex.quote(a) for a in sys.argv),
+    meta = dict(command=command_line(__file__, argv),
                 machine=describe_machine(), wall_s=time.perf_counter() - start,
                 width=args.width, dense_iters=args.dense_iters, dense_top1=dense_top1,
                 budget=args.budget, lr=args.lr, seeds=args.seeds, hw=HW, input=list(INPUT),
@@ -232,13 +230,10 @@ def main(argv=None) -> dict[str, Any]:
         meta['resnet50'] = time_resnet50(args)
         print(f'ResNet-50 allocation: {meta["resnet50"]}', flush=True)
     summary = summarize(records)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     result = dict(meta=meta, summary=summary, points=points, energy=energy, channel=channel,
                   runs=records)
-    (out / 'allocate.json').write_text(json.dumps(result, indent=1, default=str))
-    write_markdown(out / 'allocate.md', result)
-    print((out / 'allocate.md').read_text())
+    md = write_report(Path(args.out) / 'allocate', result, markdown(result))
+    print(md.read_text())
     return result
 
 
@@ -246,8 +241,8 @@ def summarize(records: list[dict]) -> dict[str, Any]:
     groups: dict[str, list[dict]] = {}
     for r in records:
         groups.setdefault(r['row'], []).append(r)
-    return {row: dict(top1=_stat([r['top1']['finetuned'] for r in rs]),
-                      clustered=_stat([r['top1']['clustered'] for r in rs]),
+    return {row: dict(top1=stat([r['top1']['finetuned'] for r in rs]),
+                      clustered=stat([r['top1']['clustered'] for r in rs]),
                       bits=statistics.fmean(r['bits'] for r in rs),
                       ratio=statistics.fmean(r['ratio'] for r in rs),
                       energy_uj=statistics.fmean(r['energy_pj'] for r in rs) * 1e-6,
@@ -255,10 +250,6 @@ def summarize(records: list[dict]) -> dict[str, Any]:
                       macs=statistics.fmean(r['macs'] for r in rs), point=rs[0]['point'],
                       kind=rs[0]['kind'], seeds=len(rs))
             for row, rs in groups.items()}
-
-
-def _fmt(s: dict[str, float]) -> str:
-    return f'{s["mean"]:.2f} [{s["min"]:.2f}, {s["max"]:.2f}]'
 
 
 def reading(summary: dict[str, Any]) -> list[str]:
@@ -298,7 +289,8 @@ def reading(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_markdown(path: Path, result: dict[str, Any]) -> None:
+def markdown(result: dict[str, Any]) -> str:
+    """The Markdown report."""
     meta, summary = result['meta'], result['summary']
     out = ['# Budget allocation vs uniform MVQ (Fashion-MNIST, mmpretrain ResNet-18)', '',
            f'Command: `{meta["command"]}`  ', f'Machine: {meta["machine"]}  ',
@@ -318,9 +310,9 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
            '| row | top-1 after fine-tuning | right after clustering | accounted bits | '
            'ratio | energy (uJ) | cycles | MMACs |', '|---|---|---|---:|---:|---:|---:|---:|']
     for row, s in summary.items():
-        out.append(f'| {row} | {_fmt(s["top1"])} | {_fmt(s["clustered"])} | {s["bits"]:,.0f} '
-                   f'| {s["ratio"]:.1f}x | {s["energy_uj"]:.3f} | {s["cycles"]:,.0f} | '
-                   f'{s["macs"] / 1e6:.2f} |')
+        out.append(f'| {row} | {fmt_stat(s["top1"])} | {fmt_stat(s["clustered"])} | '
+                   f'{s["bits"]:,.0f} | {s["ratio"]:.1f}x | {s["energy_uj"]:.3f} | '
+                   f'{s["cycles"]:,.0f} | {s["macs"] / 1e6:.2f} |')
     out += ['', '## Reading', '', *reading(summary), '', '## Allocations', '']
     for p in result['points']:
         a = p['allocation']
@@ -350,7 +342,7 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
                    f'{r["images"]} 224x224 images, k-means {r["kmeans_iters"]} iterations): '
                    f'{r["seconds"]:.0f} s, of which {r["measure_s"]:.0f} s measuring; a second '
                    f'budget on the cache: {r["second_budget_s"]:.1f} s.')
-    path.write_text('\n'.join(out) + '\n')
+    return '\n'.join(out) + '\n'
 
 
 if __name__ == '__main__':

@@ -18,29 +18,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 import torchvision
+from common import timed, write_json  # same folder (tools/bench/common.py)
 
 import mvq_plugin as mvq
 from mvq_plugin.core import masked_kmeans, nm_mask
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, device: torch.device):
-    _sync(device)
-    start = time.perf_counter()
-    out = fn()
-    _sync(device)
-    return out, time.perf_counter() - start
 
 
 def tie_free_vectors(n: int = 200_000, k: int = 256, d: int = 8, seed: int = 0):
@@ -60,9 +46,9 @@ def check_kmeans(device: torch.device, iters: int) -> dict:
     def run(dev):
         return masked_kmeans(x.to(dev), mask.to(dev), init.shape[0], iters=iters, tol=0.0,
                              init=init.to(dev), backend='torch')
-    ref, t_cpu = _timed(lambda: run(torch.device('cpu')), torch.device('cpu'))
+    ref, t_cpu = timed(lambda: run(torch.device('cpu')), torch.device('cpu'))
     run(device)  # warm-up (CUDA context, kernels)
-    out, t_dev = _timed(lambda: run(device), device)
+    out, t_dev = timed(lambda: run(device), device)
     same = torch.equal(ref.assignments, out.assignments.cpu())
     err = float((ref.codebook - out.codebook.cpu()).abs().max())
     return dict(n=x.shape[0], k=init.shape[0], iters=iters, assignments_identical=same,
@@ -73,7 +59,8 @@ def check_kmeans(device: torch.device, iters: int) -> dict:
 def check_finetune(device: torch.device, steps: int, batch: int = 16) -> dict:
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10)
-    mvq.compress(model, mvq.MVQConfig(block_size=8, num_codewords=64, kmeans_iters=5, seed=0))
+    mvq.compress(model, mvq.MVQConfig(block_size=8, num_codewords=64, n=2, m=8,
+                                      kmeans_iters=5, seed=0))
     mvq.set_codebook_quant(model, True)
     gen = torch.Generator().manual_seed(1)
     batches = [(torch.randn(batch, 3, 32, 32, generator=gen),
@@ -91,7 +78,7 @@ def check_finetune(device: torch.device, steps: int, batch: int = 16) -> dict:
                 loss.backward()
                 opt.step()
                 return float(loss.detach())
-            loss, t = _timed(step, dev)
+            loss, t = timed(step, dev)
             losses.append(loss)
             seconds += t
         m.eval()
@@ -134,8 +121,7 @@ def main(argv=None) -> int:
             f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}' for k, v in r.items()
             if k != 'ok'))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=2)
+        write_json(args.out, result, indent=2)
     return 0 if all(result[p]['ok'] for p in ('kmeans', 'finetune')) else 1
 
 

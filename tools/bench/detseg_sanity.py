@@ -16,11 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / 'tools'))
-from _launch import run_train  # noqa: E402  (tools/_launch.py)
+from common import REPO, train_mm, write_report  # same folder (tools/bench/common.py)
 
-from mvq_plugin.integrations.mm.scalars import read_scalars  # noqa: E402
+from mvq_plugin.integrations.mm.scalars import read_scalars
 
 CASES = {
     'mask_rcnn': ('configs/demo/mask-rcnn_r50_fpn_canvas_dense.py',
@@ -29,10 +27,6 @@ CASES = {
     'deeplabv3': ('configs/demo/deeplabv3_r50-d8_canvas_dense.py',
                   'configs/demo/deeplabv3_r50-d8_canvas_mvq.py', ('mIoU', 'aAcc')),
 }
-
-
-def _train(config: str, work: Path, options: list[str]) -> float:
-    return run_train(config, work, options, log=work / 'train_stdout.log')
 
 
 def _metrics(work: Path, keys: tuple[str, ...]) -> dict[str, float]:
@@ -58,11 +52,11 @@ def main(argv=None) -> dict:
     for name in args.cases:
         dense_cfg, mvq_cfg, keys = CASES[name]
         d_iters, m_iters = args.dense_iters, args.mvq_iters
-        t_dense = _train(dense_cfg, work / f'{name}_dense', [
+        t_dense = train_mm(dense_cfg, work / f'{name}_dense', [
             f'train_cfg.max_iters={d_iters}', f'train_cfg.val_interval={d_iters}',
             f'default_hooks.checkpoint.interval={d_iters}', f'param_scheduler.1.end={d_iters}'
             if name == 'mask_rcnn' else f'param_scheduler.0.end={d_iters}'])
-        t_mvq = _train(mvq_cfg, work / f'{name}_mvq', [
+        t_mvq = train_mm(mvq_cfg, work / f'{name}_mvq', [
             f'load_from={work / f"{name}_dense" / f"iter_{d_iters}.pth"}',
             f'train_cfg.max_iters={m_iters}', f'train_cfg.val_interval={m_iters}',
             f'default_hooks.checkpoint.interval={m_iters}', f'param_scheduler.0.end={m_iters}'])
@@ -73,8 +67,6 @@ def main(argv=None) -> dict:
             artifact_bytes=report['artifact']['bytes'], dense_iters=d_iters, mvq_iters=m_iters,
             seconds=dict(dense=round(t_dense), mvq=round(t_mvq)))
         print(name, json.dumps(results[name]), flush=True)
-    out = Path(args.out)
-    out.with_suffix('.json').write_text(json.dumps(results, indent=2))
     lines = ['# Detection and segmentation sanity (canvas sets, CPU)', '',
              f'`python tools/bench/detseg_sanity.py --cases {" ".join(args.cases)} '
              f'--dense-iters {args.dense_iters} --mvq-iters {args.mvq_iters} --out {args.out}`',
@@ -91,7 +83,7 @@ def main(argv=None) -> dict:
                          f'{r["mvq"].get(key, float("nan")):.3f} | '
                          f'{r["compression_ratio"]:.1f}x | {r["seconds"]["dense"]} s / '
                          f'{r["seconds"]["mvq"]} s |')
-    out.with_suffix('.md').write_text('\n'.join(lines) + '\n')
+    write_report(args.out, results, '\n'.join(lines) + '\n')
     return results
 
 

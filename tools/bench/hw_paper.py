@@ -10,10 +10,11 @@ checks it against the traced torchvision model.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from typing import Any
+
+from common import write_json  # same folder (tools/bench/common.py)
 
 from mvq_plugin.hw import EWS_SWITCHES, ablation, cost_workload, estimate, get_arch, load_table
 from mvq_plugin.hw.zoo import resnet18_workload
@@ -160,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.stdout.write(render(args.node))
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(figures(args.node), f, indent=1)
+        write_json(args.json, figures(args.node))
     return 0
 
 

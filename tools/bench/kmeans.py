@@ -24,23 +24,24 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 import faiss
 import numpy as np
 import torch
-import torchvision
+from common import (  # same folder (tools/bench/common.py)
+    best_of,
+    describe_machine,
+    resnet50,
+    set_threads,
+    timed,
+    write_json,
+)
+from matching import LEGACY_LAYOUT  # same folder
 
 import mvq_plugin as mvq
 from mvq_plugin.core import kmeans as km
 from mvq_plugin.core import search
 from mvq_plugin.core.blocking import to_subvectors
-from mvq_plugin.machine import describe_machine
-
-
-def resnet50() -> torch.nn.Module:
-    torch.manual_seed(0)  # the same random init every run
-    return torchvision.models.resnet50()
 
 
 def resnet50_subvectors(d: int) -> torch.Tensor:
@@ -81,16 +82,14 @@ def scaling_row(n: int, k: int, threads: int, iters: int = 10, repeats: int = 2)
     ``repeats`` runs, so the one-off set-up (pattern grouping, first search) is not spread over
     the iterations; it is reported apart.
     """
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
+    set_threads(threads, faiss=True)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, 8, generator=gen)
     mask = mvq.core.nm_mask(x.abs(), 2, 8)
 
     def run(steps):
-        return min(timed(lambda: mvq.core.masked_kmeans(x, mask, k, iters=steps, tol=0.0,
-                                                       init='random', seed=0))[1]
-                   for _ in range(repeats))
+        return best_of(lambda: mvq.core.masked_kmeans(x, mask, k, iters=steps, tol=0.0,
+                                                     init='random', seed=0), repeats)[1]
 
     setup = run(0)
     base = _rss_mib('VmRSS')
@@ -118,12 +117,6 @@ def scaling(threads: int) -> list[dict]:
     return rows
 
 
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--iters', type=int, default=20)
@@ -142,8 +135,7 @@ def main(argv=None) -> dict:
     if args.scaling_row:
         print(json.dumps(scaling_row(*args.scaling_row, args.threads)))
         return {}
-    torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.threads)
+    set_threads(args.threads, faiss=True)
 
     x = resnet50_subvectors(args.d)
     mask = mvq.core.nm_mask(x.abs(), 2, 8)
@@ -162,8 +154,8 @@ def main(argv=None) -> dict:
                                                     init='random', seed=args.seed,
                                                     backend=backend))
 
-    cfg = mvq.MVQConfig(block_size=args.d, num_codewords=args.k, kmeans_iters=50,
-                        seed=args.seed)
+    cfg = mvq.MVQConfig(block_size=args.d, num_codewords=args.k, n=2, m=8, kmeans_iters=50,
+                        seed=args.seed, **LEGACY_LAYOUT)
     cases = [('plain (faiss search)', None, 'faiss'), ('masked 2:8 (faiss search)', mask, 'faiss'),
              ('plain (torch GEMM)', None, 'torch'), ('masked 2:8 (torch GEMM)', mask, 'torch')]
     # Rounds interleave faiss and ours, so each ratio compares runs seconds apart; the slow
@@ -214,8 +206,7 @@ def main(argv=None) -> dict:
               f'{compress[0]["layers"]} layers), per round: '
               f'{per_round} s')
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=2)
+        write_json(args.out, result, indent=2)
     return result
 
 

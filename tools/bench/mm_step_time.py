@@ -27,19 +27,19 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import shlex
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / 'tools'))
-from _launch import run_train  # noqa: E402  (tools/_launch.py)
+from common import (  # same folder (tools/bench/common.py)
+    REPO,
+    command_line,
+    describe_machine,
+    train_mm,
+    write_json,
+)
 
-from mvq_plugin.integrations.mm.scalars import read_scalars  # noqa: E402
-from mvq_plugin.machine import describe_machine  # noqa: E402
+from mvq_plugin.integrations.mm.scalars import read_scalars
 
 _RESNET = dict(dense='configs/demo/resnet18_fashion-mnist_dense.py',
                mvq='configs/demo/resnet18_fashion-mnist_mvq.py')
@@ -147,7 +147,7 @@ def _interleaved(case: dict, start: Path, clustered, model_options: list[str],
 
 
 def _mean_iter_time(config: str, work: Path, options: list[str], skip: int) -> float:
-    run_train(config, work, options, log=work / 'train_stdout.log')
+    train_mm(config, work, options)
     times = sorted((r['step'], r['time']) for r in read_scalars(work)
                    if 'time' in r and 'loss' in r)
     times = [t for step, t in times if step > skip]
@@ -209,11 +209,11 @@ def main(argv=None) -> dict:
             print(f'{name:14s} median ratio {results[name]["ratio"]:.3f}x '
                   f'[{min(ratios):.3f}, {max(ratios):.3f}]', flush=True)
     import torch
-    meta = dict(command='python ' + ' '.join(shlex.quote(a) for a in sys.argv),
-                machine=describe_machine(), torch_threads=torch.get_num_threads(), iters=args.iters,
-                skip=args.skip, rounds=args.rounds, interleaved=args.interleaved)
+    meta = dict(command=command_line(__file__, argv), machine=describe_machine(),
+                torch_threads=torch.get_num_threads(), iters=args.iters, skip=args.skip,
+                rounds=args.rounds, interleaved=args.interleaved)
     if args.out:
-        Path(args.out).write_text(json.dumps(dict(meta, results=results), indent=2))
+        write_json(args.out, dict(meta, results=results), indent=2)
     return results
 
 

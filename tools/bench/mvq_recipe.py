@@ -6,7 +6,7 @@ steps at batch 128: sparse phase + codebook phase for MVQ = codebook phase for `
 * a dense mmpretrain ResNet-18 at base width ``--width`` (16: a narrow model, where
   compression costs accuracy) trained to convergence (``--dense-iters``) and a **dense
   control** fine-tuned for the same budget: what extra training alone buys;
-* per matched ratio (the MVQ 2:8 setting of :data:`POINTS`; 4:8 and ``vq`` take the
+* per matched ratio (the MVQ 2:8 setting of ``common.POINTS``; 4:8 and ``vq`` take the
   ``(d, k)`` whose accounted bits lie within 2 %, or the row says why none does):
   ``vq`` and ``vq + KD``; ``prune_vq`` with sparse fine-tuning; and for 2:8 and 4:8 ``mvq``
   one-shot, ``+ sparse`` fine-tuning (half the budget), ``+ self-distillation`` and
@@ -25,36 +25,34 @@ recipe ``MVQHook`` also runs). Finished runs are cached in the work dir (``--fre
 from __future__ import annotations
 
 import argparse
-import copy
-import functools
 import json
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from common import (  # same folder (tools/bench/common.py)
+    BATCH,
+    POINTS,
+    Data,
+    add_setting_args,
+    build_model,
+    command_line,
+    dense_start,
+    describe_machine,
+    fmt_stat,
+    forward,
+    stat,
+    write_json,
+    write_report,
+)
+from matching import Setting, accounted_bits, closest_setting, effective_macs
 
 from mvq_plugin import MVQConfig
 from mvq_plugin.core.distill import DistillConfig
-from mvq_plugin.core.finetune import evaluate
-from mvq_plugin.core.matching import Setting, accounted_bits, closest_setting, effective_macs
 from mvq_plugin.core.recipe import MVQRecipe, finetune_dense, run_recipe
-from mvq_plugin.data.fashion_mnist import load_fashion_mnist
-from mvq_plugin.machine import describe_machine
 
-REPO = Path(__file__).resolve().parents[2]
-DENSE_CFG = REPO / 'configs/demo/resnet18_fashion-mnist_dense.py'
-MEAN, STD = 72.94, 90.02  # the dense config's data_preprocessor
-BATCH = 128
-
-#: The MVQ 2:8 setting of each matched point (the ratio follows from the width).
-POINTS = (Setting('mvq', 16, 256, 2, 8), Setting('mvq', 8, 64, 2, 8),
-          Setting('mvq', 16, 32, 2, 8), Setting('mvq', 16, 16, 2, 8),
-          Setting('mvq', 16, 4, 2, 8))
 #: ``k`` candidates when matching bits: powers of two and the steps between them (index bits
 #: are ``ceil(log2 k)``, so a k between powers trades codebook bits at equal index bits).
 CODEWORDS = tuple(sorted({int(f * 2 ** i) for i in range(3, 14) for f in (1, 1.25, 1.5, 1.75)}))
@@ -75,85 +73,6 @@ ROWS = {
     'mvq 4:8 + sparse + KD + data-aware': ('mvq', '4:8', True, True, True),
 }
 COLUMNS = ('pruned', 'sparse_finetuned', 'clustered', 'finetuned')
-
-
-@functools.lru_cache(maxsize=None)
-def _template(width: int) -> torch.nn.Module:
-    from mvq_plugin.integrations.mm.config_model import build_model_from_config
-    opts = {'model.backbone.base_channels': width, 'model.backbone.stem_channels': width,
-            'model.head.in_channels': 8 * width}
-    return build_model_from_config(DENSE_CFG, opts)[0]
-
-
-def build_model(width: int) -> torch.nn.Module:
-    """mmpretrain's ResNet-18 of the demo config at base width ``width`` (random weights)."""
-    return copy.deepcopy(_template(width))
-
-
-def forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Logits (the OpenMMLab tensor-mode forward)."""
-    return model(x, mode='tensor')
-
-
-@functools.lru_cache(maxsize=1)
-def _normalised() -> tuple[torch.Tensor, ...]:
-    """Train and test images (normalised) and labels, read from disk once per process."""
-    xs, y = load_fashion_mnist('train')
-    xt, yt = load_fashion_mnist('test')
-    return (xs.float() - MEAN) / STD, y, (xt.float() - MEAN) / STD, yt
-
-
-class Data:
-    """Fashion-MNIST as normalised tensors; ``batches(step)`` reshuffles every epoch."""
-
-    def __init__(self, seed: int) -> None:
-        self.x, self.y, self.xt, self.yt = _normalised()
-        self.seed = seed
-        self._perm: dict[int, torch.Tensor] = {}
-
-    def batches(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        per_epoch = len(self.y) // BATCH
-        epoch, i = divmod(step, per_epoch)
-        if epoch not in self._perm:
-            gen = torch.Generator().manual_seed(1000 * self.seed + epoch)
-            self._perm = {epoch: torch.randperm(len(self.y), generator=gen)}
-        idx = self._perm[epoch][i * BATCH:(i + 1) * BATCH]
-        return self.x[idx], self.y[idx]
-
-    def calib(self, count: int = 8) -> list[torch.Tensor]:
-        gen = torch.Generator().manual_seed(99)
-        idx = torch.randperm(len(self.y), generator=gen)[:count * BATCH]
-        return list(self.x[idx].split(BATCH))
-
-    def evaluate(self, model: torch.nn.Module) -> float:
-        return evaluate(model, zip(self.xt.split(1000), self.yt.split(1000)), forward)
-
-
-def train_dense(width: int, iters: int, path: Path) -> tuple[dict, float]:
-    """Trains (or loads) the dense model: SGD 0.1, warm-up then cosine, as the demo config."""
-    if path.is_file():
-        saved = torch.load(path, weights_only=True)
-        return saved['state_dict'], saved['top1']
-    torch.manual_seed(0)
-    model, data = build_model(width), Data(0)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=iters, pct_start=0.05)
-    model.train()
-    t0 = time.perf_counter()
-    for step in range(iters):
-        x, y = data.batches(step)
-        loss = F.cross_entropy(forward(model, x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if (step + 1) % 500 == 0:
-            print(f'dense step {step + 1}/{iters}: loss {float(loss):.3f} '
-                  f'({time.perf_counter() - t0:.0f} s)', flush=True)
-    top1 = data.evaluate(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(dict(state_dict=model.state_dict(), top1=top1, iters=iters), path)
-    return model.state_dict(), top1
 
 
 def matched_points(width: int) -> list[dict[str, Any]]:
@@ -223,8 +142,7 @@ def run_row(row: str | None, point: dict | None, seed: int, args: argparse.Names
                          forward_fn=forward, stages=stages)
         record = dict(res.to_dict(), row=row, seed=seed, setting=setting.label)
     record['wall_s'] = time.perf_counter() - t0
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(record, indent=1))
+    write_json(cache, record)
     return record
 
 
@@ -254,21 +172,10 @@ def measure_kd_cost(width: int, dense_state: dict, point: dict, repeats: int = 2
                 ratio=with_kd / without, steps=steps, repeats=repeats)
 
 
-def _stat(values: list[float]) -> dict[str, float]:
-    return dict(mean=statistics.fmean(values), min=min(values), max=max(values),
-                n=len(values))
-
-
-def _fmt(stat: dict[str, float] | None) -> str:
-    if not stat:
-        return '-'
-    return f'{stat["mean"]:.2f} [{stat["min"]:.2f}, {stat["max"]:.2f}]'
-
-
 def summarize(records: list[dict], points: dict[int, dict], dense_top1: float) -> dict[str, Any]:
     """Mean/min/max per (point, row, column) and the loss decomposition."""
     control = [r['top1']['finetuned'] for r in records if r['row'] == 'dense control']
-    summary: dict[str, Any] = dict(dense_top1=dense_top1, dense_control=_stat(control)
+    summary: dict[str, Any] = dict(dense_top1=dense_top1, dense_control=stat(control)
                                    if control else None, points=[])
     ctrl = statistics.fmean(control) if control else dense_top1
     for pi, point in points.items():
@@ -277,7 +184,7 @@ def summarize(records: list[dict], points: dict[int, dict], dense_top1: float) -
             runs = [r for r in records if r.get('point') == pi and r['row'] == row]
             if not runs:
                 continue
-            cols = {c: _stat([r['top1'][c] for r in runs]) for c in COLUMNS
+            cols = {c: stat([r['top1'][c] for r in runs]) for c in COLUMNS
                     if all(c in r['top1'] for r in runs)}
             fin = cols['finetuned']['mean']
             after_prune = cols['sparse_finetuned']['mean'] if ROWS[row][2] \
@@ -310,7 +217,7 @@ def reading(summary: dict[str, Any]) -> list[str]:
     """Sentences whose every figure comes from the runs."""
     ctrl = summary['dense_control']
     lines = [f'- Dense model {summary["dense_top1"]:.2f}%; the dense control after the same '
-             f'budget {_fmt(ctrl)}%' + (
+             f'budget {fmt_stat(ctrl)}%' + (
                  ' (it gains from the extra training, so the dense model was not converged: '
                  'gains of compressed rows over the dense model are partly training)'
                  if ctrl and ctrl['mean'] > summary['dense_top1'] + 0.1 else
@@ -342,7 +249,8 @@ def reading(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_markdown(path: Path, meta: dict[str, Any], summary: dict[str, Any]) -> None:
+def markdown(meta: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The Markdown report."""
     out = ['# MVQ recipe vs VQ at equal bits and equal budget (Fashion-MNIST)', '',
            f'Command: `{meta["command"]}`  ', f'Machine: {meta["machine"]}  ',
            f'Runs: {meta["runs"]} ({meta["cached"]} reused from the work dir\'s cache), '
@@ -363,10 +271,10 @@ def write_markdown(path: Path, meta: dict[str, Any], summary: dict[str, Any]) ->
                 '|---|---|---:|---:|---|---|---|---|']
         for row, v in p['rows'].items():
             c = v['columns']
-            sparse = _fmt(c.get('sparse_finetuned')) if ROWS[row][2] else '-'
+            sparse = fmt_stat(c.get('sparse_finetuned')) if ROWS[row][2] else '-'
             out.append(f'| {row} | {v["setting"]} | {v["ratio"]:.1f}x | '
-                       f'{v["macs"] / 1e6:.2f} | {_fmt(c.get("pruned"))} | {sparse} | '
-                       f'{_fmt(c.get("clustered"))} | {_fmt(c.get("finetuned"))} |')
+                       f'{v["macs"] / 1e6:.2f} | {fmt_stat(c.get("pruned"))} | {sparse} | '
+                       f'{fmt_stat(c.get("clustered"))} | {fmt_stat(c.get("finetuned"))} |')
         out += ['', f'Dense: {p["macs"]["dense"] / 1e6:.2f} MMACs. ' + ' '.join(
             f'No {k} row: {why}.' for k, why in p['missing'].items()), '',
             'Loss against the dense control (points): pruning (after sparse FT, or one-shot), '
@@ -390,38 +298,14 @@ def write_markdown(path: Path, meta: dict[str, Any], summary: dict[str, Any]) ->
                 f'{cost["without_kd_s"] * 1e3:.1f} ms without, {cost["ratio"]:.2f}x '
                 f'(measured side by side in this run, {cost["repeats"]} alternating repeats of '
                 f'{cost["steps"]} steps each; torch threads as in the machine line).', '']
-    path.write_text('\n'.join(out))
-
-
-def add_setting_args(p: argparse.ArgumentParser, threads: int = 0) -> None:
-    """The arguments every bench on this setting shares (model, dense run, budget, seeds)."""
-    p.add_argument('--width', type=int, default=16)
-    p.add_argument('--dense-iters', type=int, default=12000)
-    p.add_argument('--budget', type=int, default=400)
-    p.add_argument('--lr', type=float, default=0.01)
-    p.add_argument('--kmeans-iters', type=int, default=20)
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--threads', type=int, default=threads, help='torch threads (0: default)')
-    p.add_argument('--work-dir', default='work_dirs/bench_recipe')
-    p.add_argument('--out', default='docs/results')
-    p.add_argument('--fresh', action='store_true')
-
-
-def dense_start(args: argparse.Namespace) -> tuple[dict, float]:
-    """Sets the threads and trains (or loads from the work dir) the dense model."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    path = Path(args.work_dir) / f'dense_w{args.width}_{args.dense_iters}.pth'
-    dense_state, dense_top1 = train_dense(args.width, args.dense_iters, path)
-    print(f'dense model: {dense_top1:.2f}%', flush=True)
-    return dense_state, dense_top1
+    return '\n'.join(out)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     add_setting_args(p)
     p.add_argument('--points', type=int, nargs='+', default=[0, 2, 4],
-                   help='indices into POINTS')
+                   help='indices into common.POINTS')
     p.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS), metavar='ROW',
                    help='rows to run (default: all)')
     p.add_argument('--kd-cost-steps', type=int, default=40,
@@ -457,7 +341,7 @@ def main(argv=None) -> dict[str, Any]:
                       f'{json.dumps(rec["top1"])} ({rec["wall_s"]:.0f} s)', flush=True)
     summary = summarize(records, {i: points[i] for i in args.points}, dense_top1)
     model = build_model(args.width)
-    meta = dict(command='python ' + ' '.join(shlex.quote(a) for a in sys.argv),
+    meta = dict(command=command_line(__file__, argv),
                 machine=describe_machine(), wall_s=time.perf_counter() - start, runs=len(records),
                 run_s=sum(r['wall_s'] for r in records),
                 cached=len(records) - ran, width=args.width, dense_iters=args.dense_iters,
@@ -465,12 +349,9 @@ def main(argv=None) -> dict[str, Any]:
                 params=sum(p.numel() for p in model.parameters()),
                 kd_cost=measure_kd_cost(args.width, dense_state, points[args.points[0]],
                                         steps=args.kd_cost_steps))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'mvq_recipe.json').write_text(json.dumps(dict(meta=meta, summary=summary,
-                                                         runs=records), indent=1))
-    write_markdown(out / 'mvq_recipe.md', meta, summary)
-    print((out / 'mvq_recipe.md').read_text())
+    md = write_report(Path(args.out) / 'mvq_recipe', dict(meta=meta, summary=summary,
+                                                          runs=records), markdown(meta, summary))
+    print(md.read_text())
     return summary
 
 

@@ -42,7 +42,9 @@ from ...core import (
 )
 from ...core.calibration import NO_CALIBRATION
 from ...core.distill import DistillConfig
+from ...core.schedule import SPARSE_METHODS
 from ...core.search import BACKENDS
+from ...core.srste import DEFAULT_LAMBDA
 from .model import dense_loaded_layers
 from .recipe import TrainCalibration, attach_distillation, batch_forward, resolve_distill
 from .registry import HOOKS
@@ -84,6 +86,9 @@ class MVQHook(Hook):
             re-estimation.
         bn_recalib: Re-estimate BN statistics on the calibration batches after the last
             iteration.
+        sparse_method: ``'fixed'`` (ASP-style, the paper's choice for detection and
+            segmentation) or ``'srste'`` (the paper's for classification).
+        srste_lambda: SR-STE's sparse-refined decay.
     """
 
     priority = 'ABOVE_NORMAL'  # cluster before other hooks look at the weights
@@ -92,12 +97,16 @@ class MVQHook(Hook):
                  seed: int | None = None, backend: str = 'auto',
                  allow_random_init: bool = False, artifact: str | None = 'model.mvq',
                  report: str = 'mvq_report', distill: dict | bool | None = None,
-                 calib_batches: int = 0, bn_recalib: bool = False) -> None:
+                 calib_batches: int = 0, bn_recalib: bool = False,
+                 sparse_method: str = 'fixed', srste_lambda: float = DEFAULT_LAMBDA) -> None:
         _check_count('sparse_finetune_iters', sparse_finetune_iters)
         _check_count('codebook_quant_start_iter', codebook_quant_start_iter, none_ok=True)
         _check_count('calib_batches', calib_batches)
         if backend not in BACKENDS:
             raise ValueError(f'MVQHook.backend={backend!r}; choose one of {list(BACKENDS)}')
+        if sparse_method not in SPARSE_METHODS:
+            raise ValueError(f'MVQHook.sparse_method={sparse_method!r}; allowed: '
+                             f'{list(SPARSE_METHODS)}')
         if bn_recalib and not calib_batches:
             raise ValueError(f'MVQHook.bn_recalib=True {NO_CALIBRATION}: set '
                              'MVQHook.calib_batches >= 1')
@@ -105,6 +114,7 @@ class MVQHook(Hook):
         self.calib_batches = calib_batches
         self.bn_recalib = bool(bn_recalib)
         self.sparse_finetune_iters = sparse_finetune_iters
+        self.sparse_method, self.srste_lambda = sparse_method, srste_lambda
         self.codebook_quant_start_iter = codebook_quant_start_iter
         self.seed = seed
         self.backend = backend
@@ -174,7 +184,8 @@ class MVQHook(Hook):
         rank, world = get_dist_info()
         distill = resolve_distill(model, self.distill)
         self.schedule = MVQSchedule(
-            model, sparse_iters=self.sparse_finetune_iters,
+            model, sparse_iters=self.sparse_finetune_iters, sparse_method=self.sparse_method,
+            srste_lambda=self.srste_lambda,
             codebook_quant_start=self.codebook_quant_start_iter,
             calib=TrainCalibration(runner, model, self.calib_batches)
             if self.calib_batches else None,
@@ -208,7 +219,13 @@ class MVQHook(Hook):
                 'test a checkpoint written by an MVQ run or a .mvq artifact, not a dense one')
 
     def _on_event(self, runner, event: ScheduleEvent) -> None:
-        if event.name == 'pruned':
+        if event.name == 'sparse_end':
+            pending = pending_layers(unwrap(runner.model))
+            rank, world = get_dist_info()
+            mine = len(pending[rank::world])
+            runner.logger.info(f'MVQHook: clustering {len(pending)} layers'
+                               + (f' ({mine} on rank {rank} of {world})' if world > 1 else ''))
+        elif event.name == 'pruned':
             runner.logger.info(f'MVQHook: N:M-pruned {len(event.layers)} layers before '
                                f'iteration {event.iteration}; sparse fine-tuning until '
                                f'iteration {self.sparse_finetune_iters}')

@@ -30,13 +30,15 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from typing import Any, Callable
+from typing import Any
 
+from mmengine.logging import MMLogger
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from torch import nn
 
 from ...core import MVQConfig, check_patterns, plan, prepare, quantized_layers
+from ...core.presets import config_from
 from .budget import allocate_for_budget, artifact_config
 from .logs import route_logs_to_mmengine
 from .registry import MODELS
@@ -140,8 +142,19 @@ def _init_upstream(net: nn.Module) -> None:
         logger.info('MVQ: skipped the upstream Pretrained initialisation (%s): MVQ clusters '
                     'the dense weights of model.init_checkpoint or load_from',
                     '; '.join(dropped))
-    if hasattr(net, 'init_weights'):
+    if not hasattr(net, 'init_weights'):
+        return
+    # mmengine lists every parameter's initialisation at INFO; a runner's log file keeps that
+    # list (written to its file handler directly), the terminal gets one line.
+    current = MMLogger.get_current_instance()
+    level = current.level
+    current.setLevel(max(level, logging.WARNING))
+    try:
         net.init_weights()
+    finally:
+        current.setLevel(level)
+    logger.info('MVQ: %s initialised by its own init_weights before the MVQ structure is '
+                'attached', type(net).__name__)
 
 
 @MODELS.register_module(name='MVQModel')
@@ -155,7 +168,8 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
     Args:
         model: The upstream model config (e.g. ``{{_base_.model}}``), built in the config's
             default scope.
-        mvq: :class:`~mvq_plugin.core.MVQConfig` fields.
+        mvq: :class:`~mvq_plugin.core.MVQConfig` fields, optionally with ``preset=NAME`` (a
+            named preset of :mod:`mvq_plugin.core.presets` the fields refine).
         init_checkpoint: Dense checkpoint loaded before the MVQ structure is attached.
         artifact: A ``.mvq`` artifact to load (compressed state, no clustering).
         sparse_finetune: Keep the dense weights trainable for a sparse fine-tuning phase
@@ -175,7 +189,7 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
         and ``mvq_config`` attributes.
     """
     route_logs_to_mmengine()
-    values = mvq.to_dict() if isinstance(mvq, MVQConfig) else dict(mvq)
+    values = config_from(mvq).to_dict()
     if exclude:
         values['exclude'] = list(values.get('exclude', ())) + list(exclude)
     if overrides:

@@ -67,7 +67,9 @@ def _runner(work_dir, hooks, max_iters=4, mvq_extra=None, **model_kw):
                   sampler=dict(type='DefaultSampler', shuffle=False))
     return Runner(
         model=dict(type='mvq_plugin.MVQModel', model=dict(type='ToyMVQNet'),
-                   mvq=dict(num_codewords=8, n=2, m=4, kmeans_iters=5, min_params=0,
+                   mvq=dict(num_codewords=8, block_size=8, n=2, m=4, kmeans_iters=5,
+                            min_params=0,
+                            vector_axis='in_channel', codebook_scale='maxabs',
                             **(mvq_extra or {})),
                    **model_kw),
         work_dir=str(work_dir), experiment_name=f'toy_{uuid.uuid4().hex[:8]}',
@@ -197,7 +199,7 @@ def test_checkpoints_of_older_runs_resume_with_their_quantize_key():
 
     for key in ('quantize', 'codebook_quant'):
         model = ToyMVQNet()
-        mvq.compress(model, mvq.MVQConfig(num_codewords=8, n=2, m=4, kmeans_iters=2,
+        mvq.compress(model, mvq.MVQConfig(num_codewords=8, block_size=8, n=2, m=4, kmeans_iters=2,
                                           min_params=0))
         assert not any(q.codebook_quant for q in mvq.quantized_layers(model).values())
         hook = MVQHook()

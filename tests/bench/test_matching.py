@@ -1,4 +1,4 @@
-"""Bit matching on ResNet-18's real shapes and effective MACs (``mvq_plugin.core.matching``).
+"""Bit matching on ResNet-18's real shapes and effective MACs (``tools/bench/matching.py``).
 
 Nothing here trains or clusters a ResNet; the accounted bits come from ``mvq.plan``.
 """
@@ -9,15 +9,15 @@ import pytest
 pytest.importorskip('mmengine')
 
 import torch  # noqa: E402
-
-import mvq_plugin as mvq  # noqa: E402
-from mvq_plugin.core.matching import (  # noqa: E402
+from matching import (  # noqa: E402  (tools/bench, on sys.path by conftest.py)
     Setting,
     accounted_bits,
     closest_setting,
     effective_macs,
     match_points,
 )
+
+import mvq_plugin as mvq  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
