@@ -58,13 +58,14 @@ def check_kmeans(device: torch.device, iters: int) -> dict:
 
 def check_finetune(device: torch.device, steps: int, batch: int = 16) -> dict:
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=10)
+    # 16 classes: the classifier's outputs split into out_channel sub-vectors of 8
+    model = torchvision.models.resnet18(num_classes=16)
     mvq.compress(model, mvq.MVQConfig(block_size=8, num_codewords=64, n=2, m=8,
                                       kmeans_iters=5, seed=0))
     mvq.set_codebook_quant(model, True)
     gen = torch.Generator().manual_seed(1)
     batches = [(torch.randn(batch, 3, 32, 32, generator=gen),
-                torch.randint(10, (batch,), generator=gen)) for _ in range(steps)]
+                torch.randint(16, (batch,), generator=gen)) for _ in range(steps)]
     runs = {}
     for name, dev in (('cpu', torch.device('cpu')), ('device', device)):
         m = copy.deepcopy(model).to(dev)

@@ -136,4 +136,4 @@ def test_checkpoint_with_other_settings_is_refused(runs, tmp_path):
     proc = run_tool('test.py', MVQ, str(runs['mvq'] / 'iter_4.pth'), '--work-dir',
                     str(tmp_path), *opts(**TINY), check=False)  # config k=256, checkpoint k=32
     assert proc.returncode != 0
-    assert 'has shape (32, 8) but the config builds (256, 8)' in proc.stderr
+    assert 'has shape (32, 16) but the config builds (256, 16)' in proc.stderr
