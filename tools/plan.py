@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
-    p.add_argument('--d', type=int, default=8, help='sub-vector length (upstream configs)')
-    p.add_argument('--k', type=int, default=256, help='codewords (upstream configs)')
-    p.add_argument('--nm', type=nm_pattern, default='2:8', help='N:M pattern (upstream configs)')
+    p.add_argument('--d', type=int, default=16, help='sub-vector length (upstream configs)')
+    p.add_argument('--k', type=int, default=512, help='codewords (upstream configs)')
+    p.add_argument('--nm', type=nm_pattern, default='4:16', help='N:M pattern (upstream configs)')
     args = p.parse_args(argv)
     logging.getLogger('mvq_plugin').setLevel(logging.WARNING)  # the table is the output
     model, _ = build_model_from_config(args.config, args.cfg_options)

@@ -22,6 +22,7 @@ from torch import nn
 from ..core.config import MVQConfig
 from ..core.parametrize import quantized_layers
 from ..core.plan import Plan, plan
+from ..core.presets import config_from
 from ..core.table import render_table
 from .budget import Budget
 from .choices import DENSE, Choice, ChoiceSpace
@@ -213,7 +214,7 @@ def allocate(model: nn.Module, budget: Budget | Mapping[str, Any], *,
     if base is None:
         base = MVQConfig()
     elif not isinstance(base, MVQConfig):
-        base = MVQConfig.from_dict(dict(base))
+        base = config_from(dict(base))
     if quantized_layers(model):
         raise ValueError('allocate needs the dense model; this one already has MVQ layers '
                          f'({list(quantized_layers(model))[:3]}...)')

@@ -31,7 +31,14 @@ from torch.nn.utils import parametrize
 from .bits import layer_bits
 from .blocking import from_subvectors
 from .config import LayerConfig, prunes
-from .quant import fake_quant_int8, int8_scale, lsq_init_scale, lsq_quant, round_fp16
+from .quant import (
+    fake_quant_int8,
+    int8_scale,
+    lsq_init_scale,
+    lsq_quant,
+    lsq_step,
+    round_fp16,
+)
 from .rebuild import RebuildPlan, gather_weight
 from .srste import srste_mask, srste_weight
 
@@ -205,7 +212,7 @@ class MVQWeight(nn.Module):
         if not torch.isnan(self.scale):
             return self.scale.detach().clone()
         if self.codebook_scale == 'lsq':
-            return self._lsq_scale().detach().clone()
+            return lsq_step(self._lsq_scale().detach()).clone()
         return int8_scale(self.codebook)
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:

@@ -21,10 +21,12 @@ import math
 
 import torch
 
-__all__ = ['INT8_MIN', 'INT8_MAX', 'CODEBOOK_SCALES', 'int8_scale', 'lsq_init_scale',
-           'fake_quant_int8', 'lsq_quant', 'round_fp16']
+__all__ = ['INT8_MIN', 'INT8_MAX', 'MIN_STEP', 'CODEBOOK_SCALES', 'int8_scale', 'lsq_init_scale',
+           'fake_quant_int8', 'lsq_quant', 'lsq_step', 'round_fp16']
 
 INT8_MIN, INT8_MAX = -128, 127
+#: The smallest LSQ step (a scale that reached 0 would divide by it).
+MIN_STEP = 1e-12
 #: How the int8 scale of a codebook is chosen.
 CODEBOOK_SCALES = ('lsq', 'maxabs')
 
@@ -104,5 +106,12 @@ def lsq_quant(codebook: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     Gradients reach both the codewords and the scale (see the module docstring).
     """
     g = 1.0 / math.sqrt(codebook.numel() * INT8_MAX)
-    s = _GradScale.apply(scale, g)
+    s = lsq_step(_GradScale.apply(scale, g))
     return _RoundSTE.apply((codebook / s).clamp(INT8_MIN, INT8_MAX)) * s
+
+
+def lsq_step(scale: torch.Tensor) -> torch.Tensor:
+    """The step an LSQ scale parameter stands for: ``|s|`` (at least ``MIN_STEP``), so that an
+    optimizer step past zero cannot make it negative (the gradient of a positive ``s`` is
+    unchanged)."""
+    return scale.abs().clamp_min(MIN_STEP)

@@ -246,7 +246,8 @@ def _section(path: str, region: memoryview, sec: Any, where: str, expected: int,
     return view
 
 
-def _decode_layer(path: str, region: memoryview, entry: Any, chk: _Checker) -> DecodedLayer:
+def _decode_layer(path: str, region: memoryview, entry: Any, chk: _Checker,
+                  version: int = FORMAT_VERSION) -> DecodedLayer:
     name = chk.get(entry, 'name', str, 'layer')
     where = f'layer {name!r}'
     shape = chk.shape(entry, 'weight_shape', where)
@@ -300,9 +301,9 @@ def _decode_layer(path: str, region: memoryview, entry: Any, chk: _Checker) -> D
         if not (math.isfinite(scale) and scale > 0):
             raise chk.fail(f'{where}: int8 scale {scale!r} must be finite and > 0', name)
         ints = np.frombuffer(view, dtype='i1').reshape(k, d)
-        if ints.size and int(ints.min()) < -127:
+        if version == 1 and ints.size and int(ints.min()) < -127:  # version 2: [-128, 127]
             raise CorruptArtifactError(path, f'{where}: int8 codeword value -128 (the range '
-                                       'is +-127)', name)
+                                       'of format version 1 is +-127)', name)
         codebook = torch.from_numpy(ints.astype(np.float32)) * torch.tensor(scale,
                                                                             dtype=torch.float32)
     else:
@@ -349,7 +350,7 @@ def read_artifact(path: str | os.PathLike) -> DecodedArtifact:
         raise CorruptArtifactError(path, f'{available - data_bytes} unexpected bytes after the '
                                    f'data region (ends at byte {start + data_bytes})')
     region = data[start:]
-    layers = [_decode_layer(path, region, e, chk)
+    layers = [_decode_layer(path, region, e, chk, header['version'])
               for e in chk.get(header, 'layers', list, 'header')]
     tensors, seen = {}, set()
     for entry in chk.get(header, 'tensors', list, 'header'):

@@ -402,3 +402,29 @@ def test_out_channel_artifact_round_trips_bit_exactly(tmp_path, scale):
     for name, q in mvq.quantized_layers(fresh).items():
         ref = mvq.quantized_layers(net)[name]
         assert torch.equal(q.mask, ref.mask) and torch.equal(q.assignments, ref.assignments)
+
+
+def test_format_2_stores_the_int8_code_minus_128(tmp_path):
+    """An LSQ scale may map a codeword to -128 (the signed 8-bit range of the paper's Eq. 5):
+    format 2 stores it and loads it back exactly; the model computes the same outputs."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 32, 3))
+    mvq.compress(net, mvq.MVQConfig(block_size=8, num_codewords=16, n=2, m=8, kmeans_iters=3,
+                                    min_params=0, codebook_scale='lsq'))
+    mvq.set_codebook_quant(net, True)
+    q = mvq.quantized_layers(net)['2']
+    with torch.no_grad():
+        s = float(q.quant_scale())
+        q.codebook[0, 0] = -128 * s
+    assert float(q.effective_codebook()[0, 0]) == -128 * s
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        y = net.eval()(x)
+    mvq.save(net, tmp_path / 'lsq.mvq')
+    art = mvq.io.codec.read_artifact(tmp_path / 'lsq.mvq')
+    layer = next(ly for ly in art.layers if ly.name == '2')
+    assert float(layer.codebook.min() / layer.scale) == -128
+    fresh = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Conv2d(16, 32, 3)).eval()
+    mvq.load(fresh, tmp_path / 'lsq.mvq')
+    with torch.no_grad():
+        assert torch.equal(fresh(x), y)

@@ -10,6 +10,7 @@ from torch import nn
 from ...allocation import Allocation
 from ...allocation.budget import LIMIT_FIELDS
 from ...core import MVQConfig
+from ...core.presets import config_from
 from .budget import allocate_for_budget
 from .config_model import load_config
 from .model import load_dense_weights
@@ -47,7 +48,7 @@ def allocate_from_config(config: Any, *, checkpoint: str | None = None,
     upstream = copy.deepcopy(model_cfg['model']) if is_mvq else model_cfg
     if cfg.get('data_preprocessor') is not None and upstream.get('data_preprocessor') is None:
         upstream['data_preprocessor'] = cfg.data_preprocessor
-    mvq_cfg = MVQConfig.from_dict(dict(model_cfg.get('mvq') or {})) if is_mvq else MVQConfig()
+    mvq_cfg = config_from(dict(model_cfg.get('mvq') or {})) if is_mvq else MVQConfig()
     values = dict(model_cfg.get('budget') or {}) if is_mvq else {}
     given = dict(budget or {})
     if any(k in given for k in LIMIT_KEYS):

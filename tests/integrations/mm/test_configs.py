@@ -78,8 +78,8 @@ def test_unknown_layer_pattern_fails_naming_it():
 
 def test_nm_not_fitting_block_fails_naming_field():
     cfg = Config.fromfile(str(REPO / 'configs/demo/resnet18_fashion-mnist_mvq.py'))
-    cfg.model.mvq.m = 3
-    with pytest.raises(ValueError, match=r'm=3'):
+    cfg.model.mvq.n, cfg.model.mvq.m = 2, 3
+    with pytest.raises(ValueError, match=r'm=3 must divide block_size=16'):
         _build(cfg)
 
 
@@ -160,11 +160,15 @@ def test_upstream_init_rules_run_on_the_dense_structure():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('config, dense, compressed', [
-    ('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', 'backbone.conv1', 'neck.fpn_convs.0.conv'),
-    ('configs/demo/resnet18_fashion-mnist_mvq.py', 'backbone.conv1', 'backbone.layer4.1.conv2'),
+@pytest.mark.parametrize('config, dense, compressed, k', [
+    # an upstream config: the tool's defaults (the paper's 4:16, d=16, k=512)
+    ('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', 'backbone.conv1', 'neck.fpn_convs.0.conv',
+     '512'),
+    # an MVQ config: its own settings (4:16, k=256)
+    ('configs/demo/resnet18_fashion-mnist_mvq.py', 'backbone.conv1', 'backbone.layer4.1.conv2',
+     '256'),
 ])
-def test_plan_tool_prints_the_layer_names(tmp_path, config, dense, compressed):
+def test_plan_tool_prints_the_layer_names(tmp_path, config, dense, compressed, k):
     """``tools/plan.py`` lists every layer by name (the names ``exclude`` patterns match)."""
     import subprocess
     import sys
@@ -177,5 +181,5 @@ def test_plan_tool_prints_the_layer_names(tmp_path, config, dense, compressed):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip()}
     assert 'first conv' in rows[dense] or 'C_in' in rows[dense], rows[dense]
-    assert '2:8' in rows[compressed] and '256' in rows[compressed], rows[compressed]
+    assert '4:16' in rows[compressed] and k in rows[compressed].split(), rows[compressed]
     assert 'layers compressed' in proc.stdout.splitlines()[-1]
