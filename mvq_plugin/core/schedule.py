@@ -184,8 +184,8 @@ class MVQSchedule:
         self._calib: list[Any] | None = None
         if self.bn_recalib and calib is None:
             raise ValueError(f'MVQSchedule: bn_recalib=True {NO_CALIBRATION}; calib=None')
-        needs = [n for n, q in layers.items() if self._config(n, q).needs_calibration]
-        if needs and pending_layers(model) and calib is None:
+        needs = [n for n in pending_layers(model) if self._config(n, layers[n]).needs_calibration]
+        if needs and calib is None:
             raise ValueError(f'layers {needs[:3]} use data-aware settings (importance='
                              f"'activation' or kmeans_weights='activation') and "
                              f'{NO_CALIBRATION}; calib=None')
@@ -217,10 +217,6 @@ class MVQSchedule:
         """Whether int8 codebook fake-quantization is on."""
         layers = quantized_layers(self.model).values()
         return bool(layers) and all(q.codebook_quant for q in layers)
-
-    def phase_at(self, iteration: int) -> Phase:
-        """The phase iteration ``iteration`` trains in (for a fresh run)."""
-        return Phase.SPARSE if iteration < self.sparse_iters else Phase.CODEBOOK
 
     def param_groups(self, weight_decay: float = 0.0) -> list[dict]:
         """Optimizer groups of what trains in the current phase (empty groups left out).
@@ -290,6 +286,11 @@ class MVQSchedule:
         dense = [n for n, q in layers.items() if q.current_stage == Stage.DENSE]
         if dense and iteration < self.sparse_iters:
             self._prune(dense, iteration)
+        if self.sparse_method == 'srste' and iteration < self.sparse_iters:
+            # (again after a resume: the switch is not part of a checkpoint, the stage is)
+            for q in quantized_layers(self.model).values():
+                if q.current_stage == Stage.PRUNED and q.prunes and q.srste_lambda is None:
+                    q.srste_lambda = self.srste_lambda
         if pending_layers(self.model) and iteration >= self.sparse_iters:
             if dense:
                 self._prune(dense, iteration)  # no sparse phase: prune and cluster at once
@@ -306,10 +307,6 @@ class MVQSchedule:
         layers = quantized_layers(self.model)
         reads = [n for n in names if self._config(n, layers[n]).mask_reads_stats]
         prune_prepared(self.model, names, input_stats=self._stats(reads))
-        if self.sparse_method == 'srste' and iteration < self.sparse_iters:
-            for name in names:
-                if layers[name].prunes:
-                    layers[name].srste_lambda = self.srste_lambda
         self._emit('pruned', iteration, names)
 
     def _cluster(self, iteration: int) -> None:
