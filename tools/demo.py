@@ -146,8 +146,9 @@ def main(argv=None) -> dict:
         '(real 60k/10k) ===',
         f'dense top-1          : {summary["dense_top1"]:.2f}%  ({args.dense_iters} iterations '
         'at batch 128)',
-        f'MVQ top-1            : {summary["mvq_top1"]:.2f}%  (N:M={args.nm}, k={args.k}, d=8, '
-        f'int8 codebooks, {args.mvq_iters} fine-tuning iterations: {args.sparse_iters} sparse '
+        f'MVQ top-1            : {summary["mvq_top1"]:.2f}%  (N:M={n}:{m}, k={args.k}, '
+        f'd={args.d} output channels, int8 codebooks, {args.mvq_iters} fine-tuning '
+        f'iterations: {args.sparse_iters} sparse '
         f'+ {args.mvq_iters - args.sparse_iters} codebook'
         + (', self-distillation' if args.distill else '')
         + (', data-aware' if args.data_aware else '') + ')',
