@@ -61,3 +61,43 @@ def test_bad_spec_is_refused():
         CanvasSpec(size=64, grid=2, scale=(20, 40))
     with pytest.raises(ValueError, match='max_items'):
         CanvasSpec(max_items=5)
+
+
+def test_free_placement_occludes_and_annotates_what_stays_visible():
+    from mvq_plugin.data.canvas import HARD
+    counts, overlapped = [], 0
+    for rgb, items in _canvases(40, HARD, 'train', 0, None):
+        assert rgb.shape == (160, 160, 3)
+        counts.append(len(items))
+        masks = np.stack([m for _, m in items]) if items else np.zeros((0, 160, 160), bool)
+        # occlusion leaves every pixel to at most one instance: the later item on top
+        assert (masks.sum(0) <= 1).all()
+        boxes = [(ys.min(), ys.max(), xs.min(), xs.max())
+                 for ys, xs in (np.nonzero(m) for m in masks)]
+        overlapped += sum(a[0] <= b[1] and b[0] <= a[1] and a[2] <= b[3] and b[2] <= a[3]
+                          for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert 1 <= min(counts) and max(counts) <= 8 and np.mean(counts) > 3.5
+    assert overlapped >= 20  # boxes overlap: items hide parts of each other
+    # the same seed gives the same canvases
+    a = next(_canvases(1, HARD, 'val', 5, None))
+    b = next(_canvases(1, HARD, 'val', 5, None))
+    assert (a[0] == b[0]).all() and len(a[1]) == len(b[1])
+
+
+def test_free_placement_drops_items_hidden_below_min_visible():
+    spec = CanvasSpec(size=64, max_items=8, scale=(40, 60), placement='free',
+                      min_visible=0.9)
+    loose = CanvasSpec(size=64, max_items=8, scale=(40, 60), placement='free',
+                       min_visible=0.01)
+    strict_n = sum(len(i) for _, i in _canvases(30, spec, 'train', 2, None))
+    loose_n = sum(len(i) for _, i in _canvases(30, loose, 'train', 2, None))
+    assert strict_n < loose_n  # large items on a small canvas hide each other
+
+
+def test_canvas_spec_rejects_bad_values():
+    with pytest.raises(ValueError, match="placement='random'"):
+        CanvasSpec(placement='random')
+    with pytest.raises(ValueError, match=r'scale=\(40, 20\)'):
+        CanvasSpec(scale=(40, 20), placement='free')
+    with pytest.raises(ValueError, match='clutter=-1'):
+        CanvasSpec(clutter=-1)

