@@ -23,6 +23,13 @@ setup(
     python_requires='>=3.10',
     install_requires=read_requirements('runtime'),
     extras_require={
+        # The two set-up stages (docs/install.md); pick one, never both (both write mmcv/).
+        # lite: mmcv-lite (no compiled ops): classification (mmpretrain), timm, the tools.
+        'lite': read_requirements('mmcv_lite') + read_requirements('mm')
+        + read_requirements('timm'),
+        # ops: the compiled mmcv, which detection and segmentation (mmdet, mmseg) need.
+        'ops': read_requirements('mmcv_ops') + read_requirements('mm')
+        + read_requirements('timm'),
         'mm': read_requirements('mm'),
         'timm': read_requirements('timm'),
         'dev': read_requirements('dev'),

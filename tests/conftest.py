@@ -1,7 +1,19 @@
-"""Shared fixtures: seeded, CPU-only, tiny models."""
+"""Shared fixtures: seeded, CPU-only, tiny models; the ``mmcv_ops`` marker."""
 import pytest
 import torch
 from torch import nn
+
+
+def pytest_runtest_setup(item):
+    """A test marked ``mmcv_ops`` is skipped, with the command to run, where mmcv's compiled ops
+    are not installed (the lite set-up); ``make test`` installs them, so it runs them all."""
+    if item.get_closest_marker('mmcv_ops') is None:
+        return
+    from mvq_plugin.integrations.mmcv_ops import MMCVOpsMissing, require_mmcv_ops
+    try:
+        require_mmcv_ops('this test')
+    except MMCVOpsMissing as err:
+        pytest.skip(str(err))
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ from mmengine.config import DictAction
 
 from mvq_plugin.allocation import InfeasibleBudget
 from mvq_plugin.integrations.mm.allocate_config import allocate_from_config
+from mvq_plugin.integrations.mmcv_ops import exit_on_missing_ops
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@exit_on_missing_ops
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.getLogger('mvq_plugin').setLevel(logging.WARNING)  # the table is the output

@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mvq_plugin.core.config import nm_pattern  # noqa: E402
+from mvq_plugin.integrations.mmcv_ops import exit_on_missing_ops  # noqa: E402
 
 logger = logging.getLogger('mvq_plugin')
 
@@ -104,6 +105,7 @@ def build_mm_workload(args: argparse.Namespace, needs_plan: bool):
                            plan_cfg=plan_cfg)
 
 
+@exit_on_missing_ops
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     level = logging.INFO if args.verbose else logging.WARNING

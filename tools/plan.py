@@ -16,8 +16,10 @@ from mmengine.config import DictAction
 import mvq_plugin as mvq
 from mvq_plugin.core.config import nm_pattern
 from mvq_plugin.integrations.mm.config_model import build_model_from_config
+from mvq_plugin.integrations.mmcv_ops import exit_on_missing_ops
 
 
+@exit_on_missing_ops
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('config')

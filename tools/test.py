@@ -17,6 +17,7 @@ from mmengine.runner import Runner
 
 import mvq_plugin.integrations.mm  # noqa: F401  (registers the parts, safe checkpoint loading)
 from mvq_plugin.integrations.mm.launch import setup_cpu_distributed
+from mvq_plugin.integrations.mmcv_ops import exit_on_missing_ops, require_mmcv_ops_for
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,6 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+@exit_on_missing_ops
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
@@ -51,6 +53,7 @@ def main(argv=None) -> dict:
         cfg.load_from = None
     else:
         cfg.load_from = args.checkpoint
+    require_mmcv_ops_for(cfg)  # mmdet/mmseg scopes: one line, before they are imported
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     return runner.test()

@@ -17,6 +17,7 @@ from mmengine.runner import Runner
 
 import mvq_plugin.integrations.mm  # noqa: F401  (registers the parts, safe checkpoint loading)
 from mvq_plugin.integrations.mm.launch import setup_cpu_distributed
+from mvq_plugin.integrations.mmcv_ops import exit_on_missing_ops, require_mmcv_ops_for
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,9 +55,11 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+@exit_on_missing_ops
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = build_config(args)
+    require_mmcv_ops_for(cfg)  # mmdet/mmseg scopes: one line, before they are imported
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -92,6 +92,7 @@ def test_bad_ratios_are_named():
         prune_channels(model, (1, 3, 32, 32), 0.25)
 
 
+@pytest.mark.mmcv_ops
 def test_mmdet_fpn_neck_couplings():
     pytest.importorskip('mmdet')
     from mmdet.models.backbones import ResNet

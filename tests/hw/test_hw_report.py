@@ -118,6 +118,7 @@ def test_cli_topology(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.mmcv_ops
 def test_cli_config_mvq_and_detector(tmp_path):
     pytest.importorskip('mmdet')
     # An MVQ config is planned with its own settings (k=256, 2:8); the stem stays dense.

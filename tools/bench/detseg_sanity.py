@@ -19,6 +19,7 @@ from pathlib import Path
 from common import REPO, train_mm, write_report  # same folder (tools/bench/common.py)
 
 from mvq_plugin.integrations.mm.scalars import read_scalars
+from mvq_plugin.integrations.mmcv_ops import exit_on_missing_ops, require_mmcv_ops
 
 CASES = {
     'mask_rcnn': ('configs/demo/mask-rcnn_r50_fpn_canvas_dense.py',
@@ -36,7 +37,9 @@ def _metrics(work: Path, keys: tuple[str, ...]) -> dict[str, float]:
     return last
 
 
+@exit_on_missing_ops
 def main(argv=None) -> dict:
+    require_mmcv_ops('tools/bench/detseg_sanity.py (Mask R-CNN, DeepLabV3)')
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--dense-iters', type=int, default=150)
     p.add_argument('--mvq-iters', type=int, default=60)

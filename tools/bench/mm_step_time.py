@@ -40,6 +40,7 @@ from common import (  # same folder (tools/bench/common.py)
 )
 
 from mvq_plugin.integrations.mm.scalars import read_scalars
+from mvq_plugin.integrations.mmcv_ops import exit_on_missing_ops, require_mmcv_ops
 
 _RESNET = dict(dense='configs/demo/resnet18_fashion-mnist_dense.py',
                mvq='configs/demo/resnet18_fashion-mnist_mvq.py')
@@ -156,16 +157,19 @@ def _mean_iter_time(config: str, work: Path, options: list[str], skip: int) -> f
     return sum(times) / len(times)
 
 
+@exit_on_missing_ops
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--iters', type=int, default=30)
     p.add_argument('--skip', type=int, default=5, help='first iterations not counted')
-    p.add_argument('--cases', nargs='+', default=list(CASES))
+    p.add_argument('--cases', nargs='+', default=list(CASES), choices=list(CASES))
     p.add_argument('--rounds', type=int, default=2, help='alternating dense/MVQ run pairs')
     p.add_argument('--interleaved', action='store_true',
                    help='alternate dense and MVQ train steps in one process (same batches)')
     p.add_argument('--out')
     args = p.parse_args(argv)
+    if any(CASES[name].get('data') == 'coco' for name in args.cases):
+        require_mmcv_ops('tools/bench/mm_step_time.py --cases mask_rcnn_b2')
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -12,7 +12,7 @@ from ...allocation.budget import LIMIT_FIELDS
 from ...core import MVQConfig
 from ...core.presets import config_from
 from .budget import allocate_for_budget
-from .config_model import load_config
+from .config_model import enter_config_scope, load_config
 from .model import load_dense_weights
 
 __all__ = ['allocate_from_config']
@@ -39,10 +39,9 @@ def allocate_from_config(config: Any, *, checkpoint: str | None = None,
         ``(allocation, upstream model)``.
     """
     from mmengine.registry import MODELS as MMENGINE_MODELS
-    from mmengine.registry import init_default_scope
 
     cfg = load_config(config, options)
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    enter_config_scope(cfg)
     model_cfg = copy.deepcopy(cfg.model)
     is_mvq = model_cfg.get('type') in ('mvq_plugin.MVQModel', 'MVQModel')
     upstream = copy.deepcopy(model_cfg['model']) if is_mvq else model_cfg

@@ -8,7 +8,9 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
-__all__ = ['load_config', 'build_model_from_config']
+from ..mmcv_ops import require_mmcv_ops_for
+
+__all__ = ['load_config', 'enter_config_scope', 'build_model_from_config']
 
 
 def load_config(config: str | os.PathLike | Config, options: dict | None = None) -> Config:
@@ -18,6 +20,15 @@ def load_config(config: str | os.PathLike | Config, options: dict | None = None)
     if options:
         cfg.merge_from_dict(options)
     return cfg
+
+
+def enter_config_scope(cfg: Config) -> None:
+    """Makes the config's ``default_scope`` mmengine's default, as the runner does; a
+    detection/segmentation scope on an environment without mmcv's compiled ops raises
+    :class:`~mvq_plugin.integrations.mmcv_ops.MMCVOpsMissing` first (one line saying what to
+    run), before mmdet or mmseg is imported."""
+    require_mmcv_ops_for(cfg)
+    init_default_scope(cfg.get('default_scope', 'mmengine'))
 
 
 def build_model_from_config(config: str | os.PathLike | Config,
@@ -32,7 +43,7 @@ def build_model_from_config(config: str | os.PathLike | Config,
         ``(model, cfg)``.
     """
     cfg = load_config(config, options)
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
+    enter_config_scope(cfg)
     model_cfg = copy.deepcopy(cfg.model)
     if cfg.get('data_preprocessor') is not None:
         model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)

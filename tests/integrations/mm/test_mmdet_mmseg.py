@@ -19,7 +19,7 @@ from conftest import REPO, opts, run_tool, scalars  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.mmcv_ops]
 
 CLUSTER_LINE = re.compile(r'MVQHook: clustering \d+ layers')
 SETTINGS = dict(model__mvq__num_codewords=16, model__mvq__kmeans_iters=3)
