@@ -19,8 +19,23 @@ switch                      assumption (see ``docs/hardware.md``)
                             multipliers, ``d``-to-1 activation muxes and a ``Q``-input adder
                             tree; MACs on compressed layers scale by N/M.
 ``vq_weights``              weights stream as ``log2(k) + mask bits`` per sub-vector and are
-                            expanded by a codebook register file with ``rows/d`` read ports.
+                            expanded by a codebook register file with ``L/d`` read ports.
+``sparse_tile``             which sparse tile the array is built from: ``'out_channel'`` (the
+                            paper's tile, :mod:`~mvq_plugin.hw.tile`: ``Q`` multipliers per ``d``
+                            output channels, LZCs, a mask RF and DEMUXes to the partial sums)
+                            or ``'in_channel'`` (``Q`` multipliers per ``d`` rows with
+                            activation muxes and a ``Q``-input adder tree).
+``wrf_depth``               the EWS loop nest (extensions A, B, D): each PE's weight RF holds
+                            ``A*B*D <= wrf_depth`` weights; activation SRAM reads drop by
+                            ``A*D``, psum SRAM traffic by ``B*D`` (chosen per layer).
+``idle_adders_gated``       ``False``: the ``d`` psum adders of every tile row add each cycle
+                            (Table 2 keeps ``H*d`` adders); ``True``: only ``Q`` of them.
 =========================  ==================================================================
+
+The paper's six settings (WS, WS-CMS, EWS, EWS-C, EWS-CM, EWS-CMS) at 16x16, 32x32 and 64x64
+are :data:`PAPER_SETTINGS` (``get_arch('EWS-CMS_32x32')``); ``ws``/``ews``/``mvq`` are this
+project's earlier calibration (500 MHz, one weight row per cycle, the activation-mux tile),
+kept as the named alternative ``guess-500mhz``.
 
 ``weight_load_bw_bits`` is the bandwidth ``B`` (bits/cycle) from the weight buffer into the
 array; ``None`` means SCALE-Sim's assumption of one array row per cycle (``8*cols`` bits/cycle
@@ -33,10 +48,12 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ['ArrayConfig', 'PRESETS', 'get_arch']
+__all__ = ['ArrayConfig', 'PRESETS', 'PAPER_SETTINGS', 'PAPER_SIZES', 'get_arch', 'paper_setting']
 
 DATAFLOWS = ('ws',)
 DENSE_FALLBACKS = ('multipass',)
+SPARSE_TILES = ('auto', 'in_channel', 'out_channel')
+AREA_MODELS = ('pe', 'table2')
 
 
 def _check_int(name: str, value: Any, low: int, high: float = math.inf) -> None:
@@ -88,6 +105,18 @@ class ArrayConfig:
             ``'multipass'`` streams each tile ``ceil(M/N)`` times, ``Q`` rows at a time.
         dram_activations: Every layer reads its ifmap from and writes its ofmap to DRAM once;
             ``False``: activations stay on chip (only the network input/output touch DRAM).
+        l2_kb: On-chip L2 (KiB) that holds weights and feature maps (the paper's 2 MB); a
+            layer whose ifmap + ofmap exceed it keeps them in DRAM, the others move L2 <-> L1
+            once. ``None``: ``dram_activations`` decides.
+        sparse_tile: ``'out_channel'`` (the paper's tile), ``'in_channel'`` or ``'auto'``
+            (the layout of the workload's compressed layers; ``in_channel`` when they name
+            none), resolved by :func:`mvq_plugin.hw.tile.resolve_tile`.
+        wrf_depth: Weights per PE register file (EWS: 16); 1: a single weight register.
+        idle_adders_gated: See the module docstring.
+        area_model: ``'pe'`` (per-PE registers, the earlier calibration) or ``'table2'``
+            (resource counts of :mod:`~mvq_plugin.hw.tile` times the table's areas).
+        cost_table: Built-in cost table used when a call names none
+            (:data:`~mvq_plugin.hw.tables.BUILTIN_TABLES`).
     """
 
     name: str = 'ws'
@@ -118,6 +147,12 @@ class ArrayConfig:
     sparse_m: int = 8
     dense_fallback: str = 'multipass'
     dram_activations: bool = True
+    l2_kb: int | None = None
+    sparse_tile: str = 'auto'
+    wrf_depth: int = 1
+    idle_adders_gated: bool = False
+    area_model: str = 'pe'
+    cost_table: str = 'default'
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -136,7 +171,7 @@ class ArrayConfig:
         if self.weight_load_bw_bits is not None:
             _check_int('weight_load_bw_bits', self.weight_load_bw_bits, 1)
         for key in ('weight_double_buffer', 'act_reuse', 'psum_accumulate', 'sparse_compute',
-                    'vq_weights', 'dram_activations'):
+                    'vq_weights', 'dram_activations', 'idle_adders_gated'):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f'ArrayConfig.{key}={getattr(self, key)!r} must be a bool')
         _check_int('psum_rf_depth', self.psum_rf_depth, 1)
@@ -149,9 +184,22 @@ class ArrayConfig:
         if self.sparse_block % self.sparse_m:
             raise ValueError(f'ArrayConfig.sparse_m={self.sparse_m} must divide '
                              f'sparse_block={self.sparse_block}')
-        if (self.sparse_compute or self.vq_weights) and self.rows % self.sparse_block:
-            raise ValueError(f'ArrayConfig.rows={self.rows} must be a multiple of '
-                             f'sparse_block={self.sparse_block} (d-row tiles)')
+        if self.sparse_tile not in SPARSE_TILES:
+            raise ValueError(f'ArrayConfig.sparse_tile={self.sparse_tile!r} must be one of '
+                             f'{SPARSE_TILES}')
+        if self.area_model not in AREA_MODELS:
+            raise ValueError(f'ArrayConfig.area_model={self.area_model!r} must be one of '
+                             f'{AREA_MODELS}')
+        _check_int('wrf_depth', self.wrf_depth, 1, 1024)
+        if self.l2_kb is not None:
+            _check_int('l2_kb', self.l2_kb, 1)
+        if not isinstance(self.cost_table, str) or not self.cost_table:
+            raise ValueError(f'ArrayConfig.cost_table={self.cost_table!r} must be a table name')
+        side, what = ((self.cols, 'cols') if self.sparse_tile == 'out_channel'
+                      else (self.rows, 'rows'))
+        if (self.sparse_compute or self.vq_weights) and side % self.sparse_block:
+            raise ValueError(f'ArrayConfig.{what}={side} must be a multiple of '
+                             f'sparse_block={self.sparse_block} ({self.sparse_tile} tiles of d)')
         if self.codebook_read_ports is not None:
             _check_int('codebook_read_ports', self.codebook_read_ports, 1)
         if self.dense_fallback not in DENSE_FALLBACKS:
@@ -160,8 +208,10 @@ class ArrayConfig:
 
     @property
     def read_ports(self) -> int:
-        """Codebook RF read ports (``rows // sparse_block`` unless set)."""
-        return self.codebook_read_ports or max(1, self.rows // self.sparse_block)
+        """Codebook RF read ports (``L // sparse_block`` unless set; ``L`` is the array side the
+        sub-vectors run along: columns for ``out_channel`` tiles, rows for ``in_channel``)."""
+        side = self.cols if self.sparse_tile == 'out_channel' else self.rows
+        return self.codebook_read_ports or max(1, side // self.sparse_block)
 
     @property
     def multipliers_per_tile(self) -> int:
@@ -170,9 +220,9 @@ class ArrayConfig:
 
     @property
     def peak_macs_per_cycle(self) -> int:
-        """Physical multipliers: ``R*C`` dense, ``(R/d)*C*Q`` on the sparse array."""
+        """Physical multipliers: ``R*C`` dense, ``R*C*Q/d`` on the sparse array."""
         if self.sparse_compute:
-            return (self.rows // self.sparse_block) * self.cols * self.multipliers_per_tile
+            return self.rows * self.cols * self.multipliers_per_tile // self.sparse_block
         return self.rows * self.cols
 
     def with_(self, **changes: Any) -> 'ArrayConfig':
@@ -193,9 +243,9 @@ class ArrayConfig:
         return cls(**values)
 
 
-#: ``ws``: SCALE-Sim 3.0.0's weight-stationary array (the dense closed form reproduces it);
-#: ``ews``: the paper's base, WS plus weight/activation/psum register files;
-#: ``mvq``: EWS plus the codebook register file and the N:M sparse array.
+#: The earlier calibration (``guess-500mhz``): ``ws`` is SCALE-Sim 3.0.0's weight-stationary
+#: array (the dense closed form reproduces it); ``ews`` adds weight/activation/psum register
+#: files; ``mvq`` adds the codebook register file and the activation-mux sparse tile.
 PRESETS: dict[str, ArrayConfig] = {
     'ws': ArrayConfig(name='ws'),
     'ews': ArrayConfig(name='ews', weight_double_buffer=True, act_reuse=True,
@@ -204,14 +254,53 @@ PRESETS: dict[str, ArrayConfig] = {
                        psum_accumulate=True, sparse_compute=True, vq_weights=True),
 }
 
+#: The paper's memory system and clock (section 7.1, Table 9): 40 nm at 0.3 GHz, L2 2 MB,
+#: L1 128 KB for 16x16 and 256 KB for 32x32 / 64x64, a 64-bit DMA feeding the weight loader.
+PAPER_SYSTEM = dict(clock_mhz=300.0, weight_load_bw_bits=64, filter_sram_kb=2048, l2_kb=2048,
+                    area_model='table2', cost_table='paper-40nm', sparse_tile='out_channel',
+                    psum_rf_depth=64, act_rf_depth=16)
+_EWS = dict(weight_double_buffer=True, wrf_depth=16)
+_CM = dict(vq_weights=True, codebook_rf_entries=512, codebook_rf_width=16, sparse_block=16,
+           sparse_n=4, sparse_m=16)
+#: The paper's six settings (section 7.1) as ArrayConfig fields, with the MVQ preset
+#: (:data:`mvq_plugin.core.presets.PRESETS`) the network is compressed with (``None``: dense).
+PAPER_SETTINGS: dict[str, tuple[dict[str, Any], str | None]] = {
+    'WS': (dict(), None),
+    'WS-CMS': (dict(_CM, sparse_compute=True), 'resnet'),
+    'EWS': (dict(_EWS), None),
+    'EWS-C': (dict(_EWS, vq_weights=True, codebook_rf_entries=1024, codebook_rf_width=8,
+                   sparse_block=8, sparse_n=8, sparse_m=8), 'resnet_common_vq'),
+    'EWS-CM': (dict(_EWS, **_CM), 'resnet'),
+    'EWS-CMS': (dict(_EWS, **_CM, sparse_compute=True), 'resnet'),
+}
+PAPER_SIZES = (16, 32, 64)
+
+
+def paper_setting(name: str, size: int = 64) -> ArrayConfig:
+    """One of the paper's six settings on a ``size x size`` array (L1 128 KB at 16, else 256 KB).
+
+    Raises:
+        ValueError: an unknown setting (the six are listed).
+    """
+    if name not in PAPER_SETTINGS:
+        raise ValueError(f'unknown paper setting {name!r}; allowed: {list(PAPER_SETTINGS)}')
+    _check_int('size', size, 1, 65536)
+    l1 = 128 if size <= 16 else 256
+    fields_ = dict(PAPER_SYSTEM, ifmap_sram_kb=l1, ofmap_sram_kb=l1, **PAPER_SETTINGS[name][0])
+    return ArrayConfig(name=name, rows=size, cols=size, **fields_)
+
+
+PRESETS.update({name: paper_setting(name) for name in PAPER_SETTINGS})
+
 
 def get_arch(arch: 'str | ArrayConfig | dict[str, Any]' = 'mvq', **overrides: Any) -> ArrayConfig:
     """Resolve a preset name, a dict or an :class:`ArrayConfig`, then apply ``overrides``.
 
     Args:
-        arch: ``'ws'``, ``'ews'``, ``'mvq'`` (``'mvq_32x32'``: the preset with 32 rows and
-            32 columns), a dict of fields (``preset`` may name the base),
-            or a config.
+        arch: A preset (:data:`PRESETS`: the paper's ``'WS'`` ... ``'EWS-CMS'`` at 64x64 and
+            the earlier ``'ws'``, ``'ews'``, ``'mvq'``), sized as ``'<preset>_<rows>x<cols>'``
+            (``'EWS-CMS_16x16'`` also takes the paper's L1 for that size), a dict of fields
+            (``preset`` may name the base), or a config.
         **overrides: Field values to replace (``None`` values are ignored).
 
     Returns:
@@ -220,15 +309,17 @@ def get_arch(arch: 'str | ArrayConfig | dict[str, Any]' = 'mvq', **overrides: An
     if isinstance(arch, ArrayConfig):
         cfg = arch
     elif isinstance(arch, str):
-        sized = re.fullmatch(r'([a-z]+)_(\d+)x(\d+)', arch)
-        if sized and sized.group(1) in PRESETS:
+        sized = re.fullmatch(r'([A-Za-z-]+)_(\d+)x(\d+)', arch)
+        if sized and sized.group(1) in PAPER_SETTINGS and sized.group(2) == sized.group(3):
+            cfg = paper_setting(sized.group(1), int(sized.group(2)))
+        elif sized and sized.group(1) in PRESETS:
             cfg = PRESETS[sized.group(1)].with_(rows=int(sized.group(2)),
                                                 cols=int(sized.group(3)))
         elif arch in PRESETS:
             cfg = PRESETS[arch]
         else:
             raise ValueError(f'unknown arch {arch!r}; presets: {sorted(PRESETS)}, optionally '
-                             f"sized as '<preset>_<rows>x<cols>' (e.g. 'mvq_64x64')")
+                             f"sized as '<preset>_<rows>x<cols>' (e.g. 'EWS-CMS_32x32')")
     elif isinstance(arch, dict):
         values = dict(arch)
         base = values.pop('preset', None)

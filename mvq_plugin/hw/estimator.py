@@ -17,6 +17,7 @@ from .arch import ArrayConfig, get_arch
 from .cost import array_area, layer_costs
 from .report import VARIANTS, HardwareReport
 from .tables import CostTable, load_table
+from .tile import resolve_tile
 from .topology import read_topology
 from .tracing import extract_workload
 from .workload import Workload
@@ -29,10 +30,14 @@ logger = logging.getLogger('mvq_plugin')
 EWS_SWITCHES = ('weight_double_buffer', 'act_reuse', 'psum_accumulate')
 
 
-def cost_workload(workload: Workload, arch: ArrayConfig, table: CostTable) -> HardwareReport:
-    """Cost one workload on one array (no baseline)."""
-    return HardwareReport(workload, arch, table, layer_costs(workload, arch, table),
-                          array_area(arch, table))
+def cost_workload(workload: Workload, arch: ArrayConfig,
+                  table: 'CostTable | str | None' = None) -> HardwareReport:
+    """Cost one workload on one array (no baseline); ``table=None``: the arch's own
+    ``cost_table``. A ``sparse_tile='auto'`` array is resolved for this workload first."""
+    arch = resolve_tile(workload, arch)
+    tab = load_table(arch.cost_table if table is None else table)
+    return HardwareReport(workload, arch, tab, layer_costs(workload, arch, tab),
+                          array_area(arch, tab))
 
 
 def _as_workload(model_or_workload: Any, input_shape: Sequence[int] | None, plan: Any,
@@ -61,7 +66,8 @@ def estimate(model_or_workload: Any, input_shape: Sequence[int] | None = None,
         arch: ``'ws'``, ``'ews'``, ``'mvq'``, a dict or an :class:`ArrayConfig`.
         baseline: Architecture the dense network runs on for comparison (e.g. ``'ews'``);
             ``None``: no comparison.
-        table: Energy/area table (default YAML) and ``node_nm`` (default 40 nm).
+        table: Energy/area table (a built-in name, a YAML path, a dict or a
+            :class:`CostTable`; default: the arch's ``cost_table``) and ``node_nm``.
         node_nm: Technology node the table is scaled to.
         plan: A :class:`~mvq_plugin.core.Plan` of a model not yet compressed.
         decompose: With a baseline, also cost the sparsity-only and VQ-only variants.
@@ -73,8 +79,8 @@ def estimate(model_or_workload: Any, input_shape: Sequence[int] | None = None,
         A :class:`HardwareReport`; ``report.baseline`` / ``report.variants`` when compared.
     """
     workload = _as_workload(model_or_workload, input_shape, plan, forward_fn)
-    tab = load_table(table, node_nm)
     target = get_arch(arch, **arch_overrides)
+    tab = load_table(target.cost_table if table is None else table, node_nm)
     report = cost_workload(workload, target, tab)
     if baseline is None:
         return report
@@ -82,8 +88,8 @@ def estimate(model_or_workload: Any, input_shape: Sequence[int] | None = None,
     report.baseline = cost_workload(workload.dense(), base_arch, tab)
     if decompose and (target.sparse_compute or target.vq_weights):
         for name, sparse, vq in VARIANTS:
-            variant = replace(target, name=f'{target.name}[{name}]', sparse_compute=sparse,
-                              vq_weights=vq)
+            variant = replace(resolve_tile(workload, target), name=f'{target.name}[{name}]',
+                              sparse_compute=sparse, vq_weights=vq)
             report.variants[name] = (report if (sparse, vq) == (target.sparse_compute,
                                                                   target.vq_weights)
                                      else cost_workload(workload, variant, tab))
@@ -106,8 +112,8 @@ def ablation(workload: Workload, base: 'str | ArrayConfig' = 'ws',
     Returns:
         ``{'base': ..., switch: ..., 'all': ...}`` reports.
     """
-    tab = load_table(table, node_nm)
     arch = get_arch(base, **overrides)
+    tab = load_table(arch.cost_table if table is None else table, node_nm)
     out = {'base': cost_workload(workload, arch, tab)}
     for sw in switches:
         if not isinstance(getattr(arch, sw, None), bool):
@@ -153,7 +159,9 @@ class HardwareEstimator:
         get_arch(self.arch, **self.arch_overrides)
         if self.baseline is not None:
             get_arch(self.baseline, **self.arch_overrides)
-        self._table = load_table(self.table, self.node_nm)
+        arch = get_arch(self.arch, **self.arch_overrides)
+        self._table = load_table(arch.cost_table if self.table is None else self.table,
+                                 self.node_nm)
 
     def estimate(self, model: Any, plan: Any = None) -> HardwareReport:
         """Report for ``model`` (compressed layers detected; ``plan`` for planned ones)."""

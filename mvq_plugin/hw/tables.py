@@ -7,7 +7,11 @@ the requested node (default 40 nm)::
     energy(node) = energy(45 nm) * (node / 45) ** energy_exponent   (entries with scale: true)
     area(node)   = area(45 nm)   * (node / 45) ** area_exponent
 
-Users pass their own YAML path or dict with the same keys.
+Built-in tables (:data:`BUILTIN_TABLES`, passed by name): ``default`` (Horowitz/Eyeriss at
+45 nm, the earlier calibration) and ``paper-40nm`` (the paper's Table 8 access energies in
+units of one MAC, times ``energy_unit_pj``, the pJ of that MAC). A table with
+``energy_unit_pj`` gives its energies in those units. Users pass their own YAML path or dict
+with the same keys.
 """
 from __future__ import annotations
 
@@ -18,13 +22,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ['CostTable', 'load_table', 'DEFAULT_TABLE']
+__all__ = ['CostTable', 'load_table', 'DEFAULT_TABLE', 'BUILTIN_TABLES']
 
 DEFAULT_TABLE = Path(__file__).parent / 'tables' / 'default.yaml'
+#: ``{name: path}`` of the tables shipped with the package.
+BUILTIN_TABLES = {'default': DEFAULT_TABLE,
+                  'paper-40nm': Path(__file__).parent / 'tables' / 'paper-40nm.yaml'}
 
 ENERGY_KEYS = ('mult_int8', 'add_int32', 'add_int8', 'mux2_bit', 'register_bit', 'rf_bit',
                'sram_bit', 'dram_bit')
 AREA_KEYS = ('mult_int8', 'add_int32', 'add_int16', 'register_bit', 'mux2_bit', 'sram_bit')
+#: Optional energy keys and the key each falls back to: the register files of the EWS array
+#: (weight, activation, psum, codebook) and one LZC encode of a ``d``-bit mask.
+OPTIONAL_ENERGY = {'wrf_bit': 'rf_bit', 'arf_bit': 'rf_bit', 'prf_bit': 'rf_bit',
+                   'crf_bit': 'rf_bit', 'lzc': None}
+#: Optional area keys (um^2; 0 when absent): one LZC, the array controller.
+OPTIONAL_AREA = ('lzc', 'controller')
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class CostTable:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
         return dict(name=self.name, node_nm=self.node_nm, energy_pj=dict(self.energy),
+                    mac_pj=self.mac_int8,
                     area_um2=dict(self.area), sram_points_kb=list(self.sram_points_kb),
                     sram_pj_per_bit=list(self.sram_values))
 
@@ -91,8 +105,9 @@ def load_table(table: 'str | Path | dict | CostTable | None' = None,
     """Load a cost table and scale it to ``node_nm``.
 
     Args:
-        table: YAML path, an already-parsed dict, a :class:`CostTable` (returned as is) or
-            ``None`` for the default table.
+        table: A built-in table's name (:data:`BUILTIN_TABLES`), a YAML path, an
+            already-parsed dict, a :class:`CostTable` (returned as is) or ``None`` for the
+            default table.
         node_nm: Target node in nm (default: the table's ``default_node_nm``).
 
     Returns:
@@ -102,7 +117,12 @@ def load_table(table: 'str | Path | dict | CostTable | None' = None,
         return table
     if table is None or isinstance(table, (str, Path)):
         import yaml
+        if isinstance(table, str) and table in BUILTIN_TABLES:
+            table = BUILTIN_TABLES[table]
         path = Path(table) if table is not None else DEFAULT_TABLE
+        if not path.is_file():
+            raise ValueError(f'cost table {str(table)!r} is neither a built-in table '
+                             f'{sorted(BUILTIN_TABLES)} nor a file')
         with open(path) as f:
             raw = yaml.safe_load(f)
     elif isinstance(table, dict):
@@ -116,6 +136,10 @@ def load_table(table: 'str | Path | dict | CostTable | None' = None,
         raise ValueError(f'node_nm={node} must be in [1, 1000]')
     scaling = raw.get('scaling', {})
     e_scale = (node / ref) ** float(scaling.get('energy_exponent', 1.0))
+    unit = raw.get('energy_unit_pj', 1.0)
+    if isinstance(unit, bool) or not isinstance(unit, (int, float)) or unit <= 0:
+        raise ValueError(f'cost table energy_unit_pj={unit!r} must be a number > 0 (pJ)')
+    unit = float(unit)
     a_scale = (node / ref) ** float(scaling.get('area_exponent', 2.0))
     energy_raw, area_raw = raw.get('energy', {}), raw.get('area', {})
     energy, area, prov = {}, {}, {}
@@ -123,9 +147,20 @@ def load_table(table: 'str | Path | dict | CostTable | None' = None,
         if key == 'sram_bit':
             continue
         value, scale, source = _value(energy_raw, key, 'energy')
-        energy[key] = value * (e_scale if scale else 1.0)
+        energy[key] = value * unit * (e_scale if scale else 1.0)
         prov[f'energy.{key}'] = source
-    for key in AREA_KEYS:
+    for key, fallback in OPTIONAL_ENERGY.items():
+        if key in energy_raw:
+            value, scale, source = _value(energy_raw, key, 'energy')
+            energy[key] = value * unit * (e_scale if scale else 1.0)
+            prov[f'energy.{key}'] = source
+        else:
+            energy[key] = energy[fallback] if fallback else 0.0
+            prov[f'energy.{key}'] = f'= {fallback}' if fallback else 'absent: 0'
+    for key in AREA_KEYS + OPTIONAL_AREA:
+        if key in OPTIONAL_AREA and key not in area_raw:
+            area[key], prov[f'area.{key}'] = 0.0, 'absent: 0'
+            continue
         value, scale, source = _value(area_raw, key, 'area')
         area[key] = value * (a_scale if scale else 1.0)
         prov[f'area.{key}'] = source
@@ -136,7 +171,7 @@ def load_table(table: 'str | Path | dict | CostTable | None' = None,
     if len(points) != len(values) or not points or sorted(points) != points:
         raise ValueError(f'energy.sram_bit points_kb={points} must be ascending and as long '
                          f'as values={values}')
-    s = e_scale if sram.get('scale', True) else 1.0
+    s = unit * (e_scale if sram.get('scale', True) else 1.0)
     prov['energy.sram_bit'] = str(sram.get('provenance', ''))
     return CostTable(name=str(raw.get('name', 'custom')), node_nm=node, energy=energy,
                      area=area, sram_points_kb=tuple(float(p) for p in points),

@@ -39,7 +39,8 @@ def _compression_from_model(model) -> dict[str, dict[str, Any]]:
                          num_codewords=int(q.num_codewords), n=n, m=m, method=method,
                          nnz_weights=int(mask.sum()),
                          codewords_used=int(np.unique(assignments).size),
-                         index_entropy_bits=_entropy_bits(assignments), source='compressed')
+                         index_entropy_bits=_entropy_bits(assignments), source='compressed',
+                         vector_axis=str(getattr(q, 'vector_axis', 'in_channel')))
     return out
 
 
@@ -55,7 +56,8 @@ def _compression_from_plan(plan) -> dict[str, dict[str, Any]]:
             n = m
         out[rec['name']] = dict(compressed=True, block_size=int(rec['block_size']),
                                 num_codewords=int(rec['num_codewords']), n=n, m=m,
-                                method=method, source='plan')
+                                method=method, source='plan',
+                                vector_axis=rec.get('vector_axis'))
     return out
 
 

@@ -64,6 +64,8 @@ class LayerWorkload:
         index_entropy_bits: Empirical entropy of the real assignments, bits per index
             (reported only; the stream uses ``ceil(log2 k)`` bits unless entropy coding is on).
         source: ``'model'``, ``'plan'``, ``'compressed'`` or ``'topology'``.
+        vector_axis: Sub-vector layout of a compressed layer (``'out_channel'``,
+            ``'in_channel'``, ``'spatial'``); ``None``: unspecified (fits any sparse tile).
     """
 
     name: str
@@ -87,6 +89,7 @@ class LayerWorkload:
     codewords_used: int | None = None
     index_entropy_bits: float | None = None
     source: str = 'model'
+    vector_axis: str | None = None
 
     def __post_init__(self) -> None:
         for key in ('in_channels', 'out_channels', 'groups', 'batch'):
@@ -238,25 +241,29 @@ class Workload:
             index_bits=get(lambda x: x.index_bits),
             mask_bits=get(lambda x: x.mask_bits),
             n=get(lambda x: x.n or 1), m=get(lambda x: x.m or 1),
+            axis=np.array([x.vector_axis or '' for x in L], dtype=object),
         )
 
     def with_compression(self, block_size: int = 8, num_codewords: int = 256, n: int = 2,
                          m: int = 8, method: str = 'mvq',
-                         predicate: Callable[[LayerWorkload], bool] | None = None
-                         ) -> 'Workload':
+                         predicate: Callable[[LayerWorkload], bool] | None = None,
+                         vector_axis: str | None = None) -> 'Workload':
         """A copy whose layers (those ``predicate`` accepts) are marked compressed.
 
-        The default predicate follows docs/design.md section 2: ``C_in/groups % d == 0``, not
+        The default predicate follows docs/design.md section 2: the sub-vector axis
+        (``C_out/groups`` for ``out_channel``, else ``C_in/groups``) a multiple of ``d``, not
         depthwise, not the first layer.
         """
         def default(lay: LayerWorkload) -> bool:
             cin_g = lay.in_channels // lay.groups
-            return cin_g % block_size == 0 and cin_g > 1 and lay is not self.layers[0]
+            along = lay.sc if vector_axis == 'out_channel' else cin_g
+            return along % block_size == 0 and cin_g > 1 and lay is not self.layers[0]
 
         pred = predicate or default
         layers = [replace(lay, compressed=True, block_size=block_size,
                           num_codewords=num_codewords, n=n, m=m, method=method,
-                          nnz_weights=None, codewords_used=None, index_entropy_bits=None)
+                          nnz_weights=None, codewords_used=None, index_entropy_bits=None,
+                          vector_axis=vector_axis)
                   if pred(lay) else lay for lay in self.layers]
         return Workload(self.name, layers, self.input_shape)
 
@@ -264,7 +271,7 @@ class Workload:
         """A copy with every layer dense (the uncompressed baseline)."""
         layers = [replace(lay, compressed=False, block_size=None, num_codewords=None, n=None,
                           m=None, method=None, nnz_weights=None, codewords_used=None,
-                          index_entropy_bits=None) for lay in self.layers]
+                          index_entropy_bits=None, vector_axis=None) for lay in self.layers]
         return Workload(self.name, layers, self.input_shape)
 
     def records(self) -> list[dict[str, Any]]:
