@@ -115,6 +115,9 @@ class ArrayConfig:
         idle_adders_gated: See the module docstring.
         area_model: ``'pe'`` (per-PE registers, the earlier calibration) or ``'table2'``
             (resource counts of :mod:`~mvq_plugin.hw.tile` times the table's areas).
+        static_power_mw: Power drawn whatever the array does (the SoC's CPU, DMA, interconnect,
+            IO and leakage; the paper's Fig. 16 'Other'), charged for the run time
+            ``cycles / clock``; 0: none.
         cost_table: Built-in cost table used when a call names none
             (:data:`~mvq_plugin.hw.tables.BUILTIN_TABLES`).
     """
@@ -153,6 +156,7 @@ class ArrayConfig:
     idle_adders_gated: bool = False
     area_model: str = 'pe'
     cost_table: str = 'default'
+    static_power_mw: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -168,6 +172,10 @@ class ArrayConfig:
             _check_int(key, getattr(self, key), 1, 32)
         _check_int('psum_bits', self.psum_bits, 1, 64)
         _check_pos('clock_mhz', self.clock_mhz)
+        if isinstance(self.static_power_mw, bool) or \
+                not isinstance(self.static_power_mw, (int, float)) or self.static_power_mw < 0:
+            raise ValueError(f'ArrayConfig.static_power_mw={self.static_power_mw!r} must be a '
+                             'number >= 0 (mW)')
         if self.weight_load_bw_bits is not None:
             _check_int('weight_load_bw_bits', self.weight_load_bw_bits, 1)
         for key in ('weight_double_buffer', 'act_reuse', 'psum_accumulate', 'sparse_compute',
@@ -274,10 +282,15 @@ PAPER_SETTINGS: dict[str, tuple[dict[str, Any], str | None]] = {
     'EWS-CMS': (dict(_EWS, **_CM, sparse_compute=True), 'resnet'),
 }
 PAPER_SIZES = (16, 32, 64)
+#: Static power (mW) of the paper's SoC per array size: the only numbers fitted to the paper's
+#: results (the EWS bars of Fig. 19 on ResNet-18, with everything else fixed; its Fig. 16 shows
+#: this 'Other' power but gives no values). Every other setting and figure is a prediction.
+PAPER_STATIC_MW = {16: 67.4, 32: 112.3, 64: 107.3}
 
 
 def paper_setting(name: str, size: int = 64) -> ArrayConfig:
-    """One of the paper's six settings on a ``size x size`` array (L1 128 KB at 16, else 256 KB).
+    """One of the paper's six settings on a ``size x size`` array (L1 128 KB at 16, else 256 KB;
+    static power from :data:`PAPER_STATIC_MW`, scaled by the array area for other sizes).
 
     Raises:
         ValueError: an unknown setting (the six are listed).
@@ -286,7 +299,9 @@ def paper_setting(name: str, size: int = 64) -> ArrayConfig:
         raise ValueError(f'unknown paper setting {name!r}; allowed: {list(PAPER_SETTINGS)}')
     _check_int('size', size, 1, 65536)
     l1 = 128 if size <= 16 else 256
-    fields_ = dict(PAPER_SYSTEM, ifmap_sram_kb=l1, ofmap_sram_kb=l1, **PAPER_SETTINGS[name][0])
+    static = PAPER_STATIC_MW.get(size, PAPER_STATIC_MW[64] * size * size / 4096)
+    fields_ = dict(PAPER_SYSTEM, ifmap_sram_kb=l1, ofmap_sram_kb=l1, static_power_mw=static,
+                   **PAPER_SETTINGS[name][0])
     return ArrayConfig(name=name, rows=size, cols=size, **fields_)
 
 

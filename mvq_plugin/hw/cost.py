@@ -50,7 +50,8 @@ __all__ = ['ws_cycles', 'ws_sram_accesses', 'layer_costs', 'array_area', 'ews_re
            'ENERGY_COMPONENTS']
 
 #: Energy components (pJ) in reports; their sum is the total energy.
-ENERGY_COMPONENTS = ('dram', 'sram', 'rf', 'codebook_rf', 'array', 'mac', 'mux_adder_tree')
+ENERGY_COMPONENTS = ('dram', 'sram', 'rf', 'codebook_rf', 'array', 'mac', 'mux_adder_tree',
+                     'static')
 
 
 def _ceil_div(a, b):
@@ -101,7 +102,9 @@ def array_area(arch: ArrayConfig, table: CostTable) -> dict[str, float]:
     (:func:`~mvq_plugin.hw.tile.array_resources`, Table 2's counts) times the table's areas:
     multipliers, 32-bit adders, weight and mask RF bits (``max(wrf_depth, 2)`` entries: a
     single weight register is double buffered), LZCs, DEMUX/MUX bits, plus one activation
-    register per tile row and one psum register per adder, and the controller.
+    register and one psum register per PE (dense) or, in the combinational ``out_channel``
+    tile (Gemmini-style, Fig. 6), one activation register per tile row and one psum register
+    per column, and the controller.
 
     Both: codebook RF ``entries * width * cb_bits`` register bits plus, per read port, an
     ``entries``-to-1 mux of ``width * cb_bits`` bits; activation RF (per row) and psum RF (per
@@ -120,10 +123,12 @@ def array_area(arch: ArrayConfig, table: CostTable) -> dict[str, float]:
     ews_rf = arch.wrf_depth > 1
     if arch.area_model == 'table2':
         res = array_resources(arch)
-        tile_rows = res.multipliers // max(arch.multipliers_per_tile, 1) \
-            if res.kind == 'out_channel' else R * C
+        if res.kind == 'out_channel':  # combinational tile: registers at its edges only
+            pipeline = (R * C // arch.sparse_block) * arch.act_bits + C * arch.psum_bits
+        else:
+            pipeline = R * C * (arch.act_bits + arch.psum_bits)
         regs = (res.weight_rf_bits + res.mask_rf_bits) * (2 if arch.wrf_depth == 1 else 1)
-        regs += tile_rows * arch.act_bits + res.adders * arch.psum_bits
+        regs += pipeline
         pe_array = (res.multipliers * a['mult_int8'] + res.adders * a['add_int32']
                     + regs * reg + (res.demux_bits + res.mux_bits) * a['mux2_bit']
                     + res.lzc * a['lzc'])
@@ -386,6 +391,7 @@ def layer_costs(workload: Workload, arch: ArrayConfig, table: CostTable) -> dict
         energy_sram_ofmap=sram_ofmap, energy_sram_act_l2=act_l2, energy_rf=rf_e,
         energy_codebook_rf=codebook_e, energy_wrf=wrf_e,
         energy_array=array_e, energy_mac=mac_e, energy_mux_adder_tree=mux_tree_e,
+        energy_static=cycles * arch.static_power_mw * 1e-3 / (arch.clock_mhz * 1e6) * 1e12,
     )
     out['energy_total'] = sum(out[f'energy_{c}'] for c in ENERGY_COMPONENTS)
     out['energy_data_access'] = dram + sram_e + rf_e + codebook_e + wrf_e

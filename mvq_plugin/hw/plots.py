@@ -16,7 +16,7 @@ from .cost import ENERGY_COMPONENTS
 matplotlib.use('Agg', force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ['plot_report']
+__all__ = ['plot_report', 'plot_side_by_side']
 
 
 def plot_report(report: Any, directory: str | Path,
@@ -76,3 +76,22 @@ def plot_report(report: Any, directory: str | Path,
     plt.close(fig)
     paths.append(path)
     return paths
+
+
+def plot_side_by_side(items: list[tuple[str, float, float]], path: str | Path, title: str,
+                      ylabel: str) -> Path:
+    """Bars of ``(label, paper value, our value)`` pairs side by side; returns ``path``."""
+    path = Path(path)
+    x = np.arange(len(items))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(items) + 2), 4))
+    ax.bar(x - 0.2, [p for _, p, _ in items], 0.4, label='paper')
+    ax.bar(x + 0.2, [o for _, _, o in items], 0.4, label='this model')
+    ax.set_xticks(x)
+    ax.set_xticklabels([lab for lab, _, _ in items], rotation=60, ha='right', fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
