@@ -27,6 +27,7 @@ from .estimator import EWS_SWITCHES, HardwareEstimator, ablation, cost_workload,
 from .report import FORMATS, VARIANTS, HardwareReport
 from .scaling import TABLE9, energy_factor, normalize_efficiency
 from .tables import BUILTIN_TABLES, DEFAULT_TABLE, CostTable, load_table
+from . import golden, stream
 from .tile import TileResources, array_resources, resolve_tile, tile_resources
 from .topology import read_topology, write_topology
 from .tracing import extract_workload

@@ -20,7 +20,8 @@ cycles), ``T`` ifmap rows stream through, and the skewed pipeline fills and drai
 **Generalised model** (every extension is one ArrayConfig switch):
 
 * ``load`` = cycles to put one weight tile in the array
-  = ``max(fill, tile_bits / B)``; ``fill`` = ``R`` for a dense array (row shift),
+  = ``max(fill, tile_bits / B)``, per tile class (full or last row fold x full or last
+  column fold; ``load_cycles`` is the first tile's, ``load_cycles_total`` the sum); ``fill`` = ``R`` for a dense array (row shift),
   ``R * Q / d`` for the sparse array (only ``Q`` weight registers per ``d`` rows), and
   ``tile_subvectors / read_ports`` when the codebook RF decodes (index, mask) pairs.
 * ``passes`` = ``ceil(d_tile * density_pattern / Q)`` on the sparse array (a dense layer needs
@@ -30,7 +31,7 @@ cycles), ``T`` ifmap rows stream through, and the skewed pipeline fills and drai
   chunks, weights reload per chunk; without it ``c = 1`` and partial sums spill to SRAM.
 * without weight double buffering: ``cycles_g = F*c*(load + R + C - 2) + F*S - 1``
   (equals the SCALE-Sim form for ``load = R, c = passes = 1``);
-  with it (EWS): ``cycles_g = load + (F*c - 1) * max(s, load) + s + R + C - 3`` with
+  with it (EWS): ``cycles_g = load_1 + sum_{i>1} max(s, load_i) + s + R + C - 3`` with
   ``s = S / c``: only the first load and one fill/drain are exposed unless loading is slower
   than streaming (small ``T``), which is where the MVQ weight stream also saves cycles.
 """
@@ -249,22 +250,36 @@ def layer_costs(workload: Workload, arch: ArrayConfig, table: CostTable) -> dict
     stream = t * passes                             # S
     s = stream / chunks                             # per chunk
 
-    # Load cycles of one tile.
-    tile_bits = weight_bits / (G * folds)
-    if arch.sparse_compute and not oc_tile:
-        fill = np.full(n_l, R * q / arch.sparse_block)
-    else:
-        fill = np.full(n_l, float(R))
-    decode = (nsub / (G * folds)) / arch.read_ports
-    fill = np.where(vq_l, decode, fill)
-    bw = tile_bits / arch.weight_load_bw_bits if arch.weight_load_bw_bits else 0.0
-    load = np.ceil(np.maximum(fill, bw) - 1e-9)
+    # Load cycles of every tile: tiles come in (at most) four classes, full or last row fold x
+    # full or last column fold, each loading in max(fill, tile_bits / B) cycles.
+    bits_per_weight = weight_bits / np.maximum(numel, 1)
+    d_tile = np.maximum(np.where(vq_l, d, 1), 1)
+    classes = []
+    for rows_c, n_r in ((np.full(n_l, R), fr - 1), (sr - (fr - 1) * R, np.ones_like(fr))):
+        for cols_c, n_c in ((np.full(n_l, C), fc - 1), (sc - (fc - 1) * C, np.ones_like(fc))):
+            if oc_tile or (arch.vq_weights and arch.sparse_tile == 'out_channel'):
+                decode = rows_c * _ceil_div(_ceil_div(cols_c, d_tile), arch.read_ports)
+            else:
+                decode = rows_c * cols_c / d_tile / arch.read_ports
+            if arch.sparse_compute and not oc_tile:
+                fill = np.full(n_l, R * q / arch.sparse_block)
+            else:
+                fill = np.full(n_l, float(R))
+            fill = np.where(vq_l, decode, fill)
+            tb = rows_c * cols_c * bits_per_weight
+            bw = tb / arch.weight_load_bw_bits if arch.weight_load_bw_bits else 0.0
+            classes.append((np.ceil(np.maximum(fill, bw) - 1e-9), n_r * n_c))
+    first = np.where(fr > 1, np.where(fc > 1, classes[0][0], classes[1][0]),
+                     np.where(fc > 1, classes[2][0], classes[3][0]))
+    load = first
+    load_total = chunks * sum(ld * n for ld, n in classes)
 
     skew = R + C - 2
     if arch.weight_double_buffer:
-        cyc_g = load + (tiles - 1) * np.maximum(s, load) + s + skew - 1
+        busy = chunks * sum(np.maximum(s, ld) * n for ld, n in classes)
+        cyc_g = first + busy - np.maximum(s, first) + s + skew - 1
     else:
-        cyc_g = tiles * (load + skew) + folds * stream - 1
+        cyc_g = load_total + tiles * skew + folds * stream - 1
     cycles = np.ceil(G * cyc_g - 1e-9).astype(np.int64)
     compute_cycles = G * folds * stream
 
@@ -376,7 +391,8 @@ def layer_costs(workload: Workload, arch: ArrayConfig, table: CostTable) -> dict
 
     out = dict(
         sr=sr, sc=sc, t=t, groups=G, row_folds=fr, col_folds=fc, passes=passes,
-        psum_chunks=chunks, load_cycles=load, cycles=cycles, compute_cycles=compute_cycles,
+        psum_chunks=chunks, load_cycles=load, load_cycles_total=G * load_total, cycles=cycles,
+        compute_cycles=compute_cycles,
         dense_macs=dense_macs, macs=executed, utilization=utilization,
         mac_utilization=mac_util, mapping_efficiency=mapping,
         sram_ifmap_reads=ifmap_reads, sram_filter_reads=filter_reads,

@@ -195,7 +195,8 @@ class HardwareReport:
     def to_dict(self, with_layers: bool = True) -> dict[str, Any]:
         """JSON-ready report (baseline and variants summarised by their totals)."""
         out = dict(workload=self.workload.name, input_shape=self.workload.input_shape,
-                   arch=self.arch.to_dict(), table=self.table.to_dict(), totals=self.totals())
+                   arch=self.arch.to_dict(), table=self.table.to_dict(), totals=self.totals(),
+                   sparse_tile=self.arch.sparse_tile if self.arch.sparse_compute else None)
         if with_layers:
             out['layers'] = self.layer_records()
         if self.baseline is not None:
@@ -236,6 +237,7 @@ class HardwareReport:
         t = self.totals()
         rows = [('array', f'{self.arch.name} {self.arch.rows}x{self.arch.cols} '
                           f'@ {self.table.node_nm:g} nm, {self.arch.clock_mhz:g} MHz'),
+                ('sparse tile', self.arch.sparse_tile if self.arch.sparse_compute else 'none'),
                 ('layers', str(len(self.workload))),
                 ('cycles', f'{self.cycles:,}'), ('latency (ms)', f'{t["latency_ms"]:.3f}'),
                 ('utilization', f'{100 * t["utilization"]:.1f}%'),

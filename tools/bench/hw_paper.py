@@ -58,7 +58,7 @@ def render(rows: list[dict], effects: dict, meta: dict) -> str:
     body = [['tile', 'multipliers', 'adders', 'RF bits', 'mask RF bits', 'LZC', 'DEMUX bits',
              'MUX bits', 'parallelism']]
     for name in ('EWS', 'EWS-CMS'):
-        res = tile_resources(get_arch(name), height=1)
+        res = tile_resources(get_arch(name, sparse_block=16), height=1)
         body.append([f'{name} (H=1, d=16)', str(res.multipliers), str(res.adders),
                      str(res.weight_rf_bits), str(res.mask_rf_bits), str(res.lzc),
                      str(res.demux_bits), str(res.mux_bits), str(res.parallelism)])
