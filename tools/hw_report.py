@@ -3,8 +3,8 @@
 
 Examples::
 
-    # timm model (random init, nothing downloaded), MVQ array vs the base EWS accelerator
-    python tools/hw_report.py --timm resnet18 --arch mvq --baseline ews
+    # timm model (random init, nothing downloaded), the paper's EWS-CMS vs its EWS base
+    python tools/hw_report.py --timm resnet18 --arch EWS-CMS_32x32 --baseline EWS_32x32
     # SCALE-Sim topology file on a 32x32 plain WS array, as CSV
     python tools/hw_report.py --topology net.csv --arch ws --rows 32 --cols 32 --format csv
     # Markdown plus PNG plots
@@ -14,8 +14,9 @@ Examples::
         --input-shape 1 3 800 1216 [--checkpoint work_dirs/mvq/model.mvq]
 
 A dense network costed on an architecture with the sparse array or the VQ weight stream
-(``mvq``) is first planned with ``--block-size/--codewords/--nm`` (``mvq_plugin.plan``, the
-paper's settings by default); ``--no-plan`` costs it dense.
+(``EWS-CMS``, ``WS-CMS``, ``mvq``...) is first planned with ``--block-size/--codewords/--nm``
+(``mvq_plugin.plan``, the paper's d=16, k=512, 4:16 along the output channel by default);
+``--no-plan`` costs it dense. The report names the sparse tile the model maps to.
 """
 from __future__ import annotations
 
@@ -44,23 +45,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--checkpoint', default=None,
                    help='with --config: a checkpoint of an MVQ run or a .mvq artifact, to cost '
                         'the real compressed model (its codewords used, index entropy)')
-    p.add_argument('--arch', default='mvq', help='ws | ews | mvq (default: mvq)')
+    p.add_argument('--arch', default='EWS-CMS',
+                   help="the paper's WS, WS-CMS, EWS, EWS-C, EWS-CM, EWS-CMS (sized as "
+                        "'EWS-CMS_32x32'), or the earlier ws | ews | mvq (default: EWS-CMS)")
     p.add_argument('--baseline', default=None,
                    help='architecture the dense network is compared on (e.g. ews); '
-                        "'none' for no comparison (default: ews when --arch is mvq)")
+                        "'none' for no comparison (default: EWS for the paper's settings, ews "
+                        'for the earlier ones, when the arch is sparse or VQ)')
     p.add_argument('--rows', type=int, default=None, help='array rows (default 64)')
     p.add_argument('--cols', type=int, default=None, help='array columns (default 64)')
     p.add_argument('--weight-bw', type=int, default=None,
                    help='weight-load bandwidth B in bits/cycle (default: one row per cycle)')
-    p.add_argument('--clock-mhz', type=float, default=None, help='clock (default 500 MHz)')
+    p.add_argument('--clock-mhz', type=float, default=None, help="clock (default: the preset's, 300 MHz for the paper's)")
     p.add_argument('--node', type=float, default=None, help='technology node in nm (default 40)')
-    p.add_argument('--table', default=None, help='energy/area YAML table (default built-in)')
+    p.add_argument('--table', default=None,
+                   help="energy/area table: a built-in name (paper-40nm, default) or a YAML "
+                        "file (default: the arch's own)")
     p.add_argument('--input-shape', type=int, nargs='+', default=[1, 3, 224, 224],
                    metavar='N', help='input shape for --timm/--config (default 1 3 224 224)')
-    p.add_argument('--block-size', type=int, default=8, help='MVQ d for planning (default 8)')
-    p.add_argument('--codewords', type=int, default=256, help='MVQ k for planning (default 256)')
-    p.add_argument('--nm', type=nm_pattern, default='2:8',
-                   help='MVQ N:M for planning (default 2:8)')
+    p.add_argument('--block-size', type=int, default=16, help='MVQ d for planning (default 16)')
+    p.add_argument('--codewords', type=int, default=512, help='MVQ k for planning (default 512)')
+    p.add_argument('--nm', type=nm_pattern, default='4:16',
+                   help='MVQ N:M for planning (default 4:16)')
     p.add_argument('--no-plan', action='store_true', help='cost the network dense')
     p.add_argument('--format', default='table', choices=('table', 'csv', 'json', 'md'))
     p.add_argument('--output', default=None, help='write the report here instead of stdout')
@@ -78,7 +84,8 @@ def build_workload(args: argparse.Namespace, needs_plan: bool):
         workload = hw.read_topology(args.topology, block_size=args.block_size,
                                     num_codewords=args.codewords)
         if needs_plan and not any(lay.compressed for lay in workload):
-            workload = workload.with_compression(args.block_size, args.codewords, n, m)
+            workload = workload.with_compression(args.block_size, args.codewords, n, m,
+                                                 vector_axis='out_channel')
         return workload
     if args.config:
         return build_mm_workload(args, needs_plan)
@@ -119,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                        weight_load_bw_bits=args.weight_bw, clock_mhz=args.clock_mhz)
     baseline = args.baseline
     if baseline is None:
-        baseline = 'ews' if (arch.sparse_compute or arch.vq_weights) else 'none'
+        paper_arch = arch.cost_table == 'paper-40nm'
+        sized = f'_{arch.rows}x{arch.cols}' if paper_arch and arch.rows == arch.cols else ''
+        baseline = (('EWS' + sized if paper_arch else 'ews')
+                    if (arch.sparse_compute or arch.vq_weights) else 'none')
     baseline = None if baseline.lower() == 'none' else baseline
     needs_plan = (arch.sparse_compute or arch.vq_weights) and not args.no_plan
     workload = build_workload(args, needs_plan)

@@ -65,4 +65,4 @@ def test_side_by_side_figures():
     assert t9['ratio'] < 0.5 and t9['note'].startswith('conv_only')
     assert effects['conv_only']['table9', 'mvq64_alexnet_75'] == pytest.approx(5.41, abs=0.02)
     within = sum(1 for r in rows.values() if abs(r['ratio'] - 1) <= 0.15)
-    assert within == 36 and len(rows) == 92
+    assert within == 36 and len(rows) == 90

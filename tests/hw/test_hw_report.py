@@ -108,12 +108,13 @@ def test_cli_topology(tmp_path):
     rc, out = _cli('--topology', str(topo), '--format', 'json')
     assert rc == 0
     doc = json.loads(out)
-    assert doc['arch']['name'] == 'mvq' and doc['baseline']['arch']['name'] == 'ews'
+    assert doc['arch']['name'] == 'EWS-CMS' and doc['baseline']['arch']['name'] == 'EWS'
+    assert doc['sparse_tile'] == 'out_channel'
     assert doc['totals']['macs'] < doc['totals']['dense_macs']
     out = tmp_path / 'r.md'
     assert _cli('--topology', str(topo), '--format', 'md', '--baseline', 'none',
                 '--output', str(out))[0] == 0
-    assert out.read_text().startswith('# Hardware report: net on mvq')
+    assert out.read_text().startswith('# Hardware report: net on EWS-CMS')
     assert _cli('--topology', str(topo), '--checkpoint', 'x.pth')[0] == 2
 
 
