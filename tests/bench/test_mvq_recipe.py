@@ -23,7 +23,7 @@ def test_tiny_benchmark_run(tmp_path):
     cmd = [sys.executable, str(ROOT / 'tools/bench/mvq_recipe.py'), '--dense-iters', '30',
            '--budget', '6', '--kmeans-iters', '2', '--seeds', '0', '--points', '1',
            '--rows', 'vq', 'mvq 2:8 one-shot', 'mvq 2:8 + sparse + KD + data-aware',
-           'mvq 4:8 + sparse', 'mvq 2:8 + sparse (in_channel)', '--kd-cost-steps', '4',
+           'mvq 4:8 + sparse', 'mvq 4:8 + sparse (in_channel)', '--kd-cost-steps', '4',
            '--threads', '1',
            '--work-dir', str(tmp_path / 'work'), '--out', str(tmp_path / 'out')]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -32,11 +32,11 @@ def test_tiny_benchmark_run(tmp_path):
     (point,) = data['summary']['points']
     rows = point['rows']
     assert list(rows) == ['vq', 'mvq 2:8 one-shot', 'mvq 2:8 + sparse + KD + data-aware',
-                          'mvq 4:8 + sparse', 'mvq 2:8 + sparse (in_channel)']
+                          'mvq 4:8 + sparse', 'mvq 4:8 + sparse (in_channel)']
     assert data['meta']['layout'] == 'paper' and data['meta']['sparse_method'] == 'srste'
     runs = {r['row']: r for r in data['runs']}
     assert runs['mvq 2:8 one-shot']['config']['vector_axis'] == 'out_channel'
-    assert runs['mvq 2:8 + sparse (in_channel)']['config']['vector_axis'] == 'in_channel'
+    assert runs['mvq 4:8 + sparse (in_channel)']['config']['vector_axis'] == 'in_channel'
     assert (tmp_path / 'out/mvq_recipe_fig13.png').stat().st_size > 10_000
     for key in ('4:8', 'vq'):
         assert abs(point['bits'][key] / point['bits']['2:8'] - 1) <= 0.02
@@ -54,7 +54,7 @@ def test_tiny_benchmark_run(tmp_path):
     text = (tmp_path / 'out/mvq_recipe.md').read_text()
     assert 'Reading' in text and 'dense control' in text and 'MVQ 2:8' in text
     assert '![top-1 against compression ratio](mvq_recipe_fig13.png)' in text
-    assert 'Layout (2:8): out_channel' in text
+    assert 'Layout (4:8): out_channel' in text
     # the second run reuses every cached result
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0
