@@ -226,7 +226,7 @@ def allocate(model: nn.Module, budget: Budget | Mapping[str, Any], *,
     candidates = layer_choices(model, space, base, first_conv=first_conv)
     cost_model = CostModel.build(model, candidates, budget.metrics, hw=budget.hw,
                                  baseline=budget.baseline, input_shape=budget.input_shape,
-                                 forward_fn=forward_fn)
+                                 forward_fn=forward_fn, vector_axis=base.vector_axis)
     limits = budget.limits(cost_model.dense)
     smallest = cost_model.smallest()
     names = list(candidates)

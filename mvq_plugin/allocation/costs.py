@@ -15,6 +15,7 @@ import numpy as np
 from torch import nn
 
 from ..core.bits import layer_bits
+from ..core.config import LayerConfig
 from .budget import METRICS
 from .choices import Choice
 
@@ -78,7 +79,8 @@ class CostModel:
     def build(cls, model: nn.Module, candidates: Mapping[str, Sequence[Choice]],
               metrics: Sequence[str], *, hw: Any = 'mvq', baseline: Any = 'ews',
               input_shape: Sequence[int] | None = None,
-              forward_fn: Callable | None = None) -> 'CostModel':
+              forward_fn: Callable | None = None,
+              vector_axis: str | None = None) -> 'CostModel':
         """Costs every candidate layer under each of its choices.
 
         Args:
@@ -89,6 +91,8 @@ class CostModel:
             baseline: Array of the dense reference (the ratios' denominator).
             input_shape: ``(batch, C, H, W)`` of one inference (energy/cycles).
             forward_fn: ``forward_fn(model, inputs)`` for the trace.
+            vector_axis: The sub-vector layout of choices that name none (the base config's;
+                ``None``: ``MVQConfig``'s default): it decides the sparse tile a layer maps to.
         """
         metrics = tuple(m for m in METRICS if m in metrics)
         layers = [LayerCosts(name, model.get_submodule(name).weight.numel(), list(choices))
@@ -107,7 +111,7 @@ class CostModel:
                 raise ValueError('an energy or cycles budget needs input_shape=(batch, C, H, W) '
                                  'of one inference')
             _hw_costs(model, layers, hw_metrics, hw, baseline, input_shape, forward_fn, fixed,
-                      dense)
+                      dense, vector_axis or LayerConfig().vector_axis)
         return cls(layers, fixed, dense, metrics)
 
     def total(self, picks: Sequence[int]) -> dict[str, float]:
@@ -125,7 +129,7 @@ _HW_KEYS = {'energy_pj': 'energy_total', 'cycles': 'cycles'}
 
 
 def _hw_costs(model, layers: list[LayerCosts], metrics: list[str], hw, baseline, input_shape,
-              forward_fn, fixed: dict, dense: dict) -> None:
+              forward_fn, fixed: dict, dense: dict, vector_axis: str | None = None) -> None:
     from ..hw.arch import get_arch
     from ..hw.cost import layer_costs
     from ..hw.estimator import cost_workload
@@ -157,7 +161,8 @@ def _hw_costs(model, layers: list[LayerCosts], metrics: list[str], hw, baseline,
             fields = dict(compressed=True, block_size=choice.block_size,
                           num_codewords=choice.num_codewords,
                           n=choice.n if choice.prunes else choice.m, m=choice.m,
-                          method=choice.method, source='plan')
+                          method=choice.method, source='plan',
+                          vector_axis=choice.vector_axis or vector_axis)
             wl = replace(workload, layers=[replace(lay, **fields) if o in takers else lay
                                            for lay, o in zip(workload.layers, owner)])
             costs = per_layer(wl)

@@ -44,7 +44,7 @@ import numpy as np
 
 from .arch import ArrayConfig
 from .tables import CostTable
-from .tile import array_resources, layer_fits_tile, resolve_tile
+from .tile import array_resources, layer_fits_tile
 from .workload import Workload
 
 __all__ = ['ws_cycles', 'ws_sram_accesses', 'layer_costs', 'array_area', 'ews_reuse',
@@ -199,11 +199,38 @@ def ews_reuse(fr, fc, k_area, depth: int, act_cost, psum_cost):
 def layer_costs(workload: Workload, arch: ArrayConfig, table: CostTable) -> dict[str, np.ndarray]:
     """Per-layer cycles, accesses and energy of ``workload`` on ``arch``.
 
+    With ``sparse_tile='auto'`` every layer is costed on the tile of its own layout
+    (``out_channel`` or, naming none, ``in_channel``), so a layer's cost never depends on the
+    other layers (the allocation sums them).
+
     Returns a dict of float64/int64 arrays (one entry per layer); the keys are the report
     columns (see :mod:`mvq_plugin.hw.report`). Energies are in pJ and
     ``energy_total = sum(energy_<c> for c in ENERGY_COMPONENTS)``.
     """
-    arch = resolve_tile(workload, arch)
+    if arch.sparse_tile != 'auto':
+        return _layer_costs(workload, arch, table)
+    oc = np.array([lay.vector_axis == 'out_channel' for lay in workload], dtype=bool)
+    parts = []
+    for sel, tile in ((oc, 'out_channel'), (~oc, 'in_channel')):
+        if sel.any():
+            sub = Workload(workload.name, [lay for lay, k in zip(workload, sel) if k],
+                           workload.input_shape)
+            parts.append((sel, _layer_costs(sub, arch.with_(sparse_tile=tile), table)))
+    if len(parts) == 1:
+        return parts[0][1]
+    out = {}
+    for key in parts[0][1]:
+        dtype = np.result_type(*(p[key] for _, p in parts))
+        merged = np.zeros(len(oc), dtype=dtype)
+        for sel, p in parts:
+            merged[sel] = p[key]
+        out[key] = merged
+    return out
+
+
+def _layer_costs(workload: Workload, arch: ArrayConfig, table: CostTable
+                 ) -> dict[str, np.ndarray]:
+    """:func:`layer_costs` on a resolved tile."""
     w = workload.arrays()
     R, C = arch.rows, arch.cols
     G, sr, sc, t = w['groups'], w['sr'], w['sc'], w['t']

@@ -33,11 +33,12 @@ EWS_SWITCHES = ('weight_double_buffer', 'act_reuse', 'psum_accumulate')
 def cost_workload(workload: Workload, arch: ArrayConfig,
                   table: 'CostTable | str | None' = None) -> HardwareReport:
     """Cost one workload on one array (no baseline); ``table=None``: the arch's own
-    ``cost_table``. A ``sparse_tile='auto'`` array is resolved for this workload first."""
-    arch = resolve_tile(workload, arch)
+    ``cost_table``. A ``sparse_tile='auto'`` array costs each layer on its own layout's tile
+    and is reported (area, label) with the tile of most of the compressed weights."""
     tab = load_table(arch.cost_table if table is None else table)
-    return HardwareReport(workload, arch, tab, layer_costs(workload, arch, tab),
-                          array_area(arch, tab))
+    costs = layer_costs(workload, arch, tab)
+    arch = resolve_tile(workload, arch)
+    return HardwareReport(workload, arch, tab, costs, array_area(arch, tab))
 
 
 def _as_workload(model_or_workload: Any, input_shape: Sequence[int] | None, plan: Any,
@@ -88,8 +89,8 @@ def estimate(model_or_workload: Any, input_shape: Sequence[int] | None = None,
     report.baseline = cost_workload(workload.dense(), base_arch, tab)
     if decompose and (target.sparse_compute or target.vq_weights):
         for name, sparse, vq in VARIANTS:
-            variant = replace(resolve_tile(workload, target), name=f'{target.name}[{name}]',
-                              sparse_compute=sparse, vq_weights=vq)
+            variant = replace(target, name=f'{target.name}[{name}]', sparse_compute=sparse,
+                              vq_weights=vq)
             report.variants[name] = (report if (sparse, vq) == (target.sparse_compute,
                                                                   target.vq_weights)
                                      else cost_workload(workload, variant, tab))
