@@ -32,8 +32,9 @@ bench-accuracy: setup  ## the MVQ recipe vs vq, prune_vq and a dense control at 
 bench-allocate: setup  ## allocated vs uniform MVQ at equal bits, energy budget, channel pruning -> docs/results/allocate.*
 	$(PY) tools/bench/allocate.py --threads 2 --resnet50
 
-bench-imagenet: setup  ## MobileNetV2 (real ImageNet weights): mvq vs vq at a matched ratio
-	$(PY) tools/bench/imagenet_mobilenetv2.py
+bench-imagenet: setup  ## MobileNetV2 and EfficientNet-Lite0 (real ImageNet weights), post-training: mvq vs vq at equal bits
+	$(PY) tools/bench/imagenet_posttrain.py --model mobilenetv2 --steps 0 --kmeans-iters 50
+	$(PY) tools/bench/imagenet_posttrain.py --model efficientnet-lite0 --steps 0 --kmeans-iters 50
 
 bench-detseg: setup-ops  ## Mask R-CNN and DeepLabV3, dense then MVQ, on the canvas sets -> docs/results/detseg_sanity*
 	$(PY) tools/make_canvas_data.py

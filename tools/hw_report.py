@@ -56,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--cols', type=int, default=None, help='array columns (default 64)')
     p.add_argument('--weight-bw', type=int, default=None,
                    help='weight-load bandwidth B in bits/cycle (default: one row per cycle)')
-    p.add_argument('--clock-mhz', type=float, default=None, help="clock (default: the preset's, 300 MHz for the paper's)")
+    p.add_argument('--clock-mhz', type=float, default=None,
+                   help="clock (default: the preset's, 300 MHz for the paper's)")
     p.add_argument('--node', type=float, default=None, help='technology node in nm (default 40)')
     p.add_argument('--table', default=None,
                    help="energy/area table: a built-in name (paper-40nm, default) or a YAML "

@@ -21,13 +21,13 @@ Example::
     print(report.table_text())
     report.write('work_dirs/hw')
 """
+from . import golden, stream
 from .arch import PAPER_SETTINGS, PRESETS, ArrayConfig, get_arch, paper_setting
 from .cost import ENERGY_COMPONENTS, array_area, layer_costs, ws_cycles, ws_sram_accesses
 from .estimator import EWS_SWITCHES, HardwareEstimator, ablation, cost_workload, estimate
 from .report import FORMATS, VARIANTS, HardwareReport
 from .scaling import TABLE9, energy_factor, normalize_efficiency
 from .tables import BUILTIN_TABLES, DEFAULT_TABLE, CostTable, load_table
-from . import golden, stream
 from .tile import TileResources, array_resources, resolve_tile, tile_resources
 from .topology import read_topology, write_topology
 from .tracing import extract_workload
@@ -42,5 +42,6 @@ __all__ = [
     'mask_bits_per_subvector',
     'CostTable', 'load_table', 'DEFAULT_TABLE',
     'ws_cycles', 'ws_sram_accesses', 'layer_costs', 'array_area', 'ENERGY_COMPONENTS',
+    'golden', 'stream',
     'FORMATS', 'VARIANTS',
 ]

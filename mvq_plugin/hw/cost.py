@@ -21,7 +21,8 @@ cycles), ``T`` ifmap rows stream through, and the skewed pipeline fills and drai
 
 * ``load`` = cycles to put one weight tile in the array
   = ``max(fill, tile_bits / B)``, per tile class (full or last row fold x full or last
-  column fold; ``load_cycles`` is the first tile's, ``load_cycles_total`` the sum); ``fill`` = ``R`` for a dense array (row shift),
+  column fold; ``load_cycles`` is the first tile's, ``load_cycles_total`` the sum);
+  ``fill`` = ``R`` for a dense array (row shift),
   ``R * Q / d`` for the sparse array (only ``Q`` weight registers per ``d`` rows), and
   ``tile_subvectors / read_ports`` when the codebook RF decodes (index, mask) pairs.
 * ``passes`` = ``ceil(d_tile * density_pattern / Q)`` on the sparse array (a dense layer needs

@@ -1,9 +1,11 @@
 """k-means speed and quality: mvq_plugin's masked k-means vs faiss-cpu, side by side.
 
-Data: the in-channel sub-vectors (d=8) of every ResNet-50 layer except the stem conv
-(torchvision architecture, its default random init: no weights are downloaded), about 3.2M
-vectors. Both run on the same data with the same k, iterations and thread count; faiss is
-told to use every point (``max_points_per_centroid`` large) so that neither subsamples.
+Data: the sub-vectors (d=8) of every ResNet-50 layer except the stem conv (torchvision
+architecture, its default random init: no weights are downloaded), about 3.2M vectors, along
+each ``--axes`` entry side by side: ``in_channel`` (this project's first layout) and
+``out_channel`` (the paper's: d consecutive output channels), with the ``--nm`` mask drawn
+along the same axis. Both run on the same data with the same k, iterations and thread count;
+faiss is told to use every point (``max_points_per_centroid`` large) so that neither subsamples.
 
 Prints time ratios (ours / faiss) and final-objective ratios, plus the wall time of a whole
 ResNet-50 MVQ compression (per-layer masked k-means, 50 iterations).
@@ -36,18 +38,25 @@ from common import (  # same folder (tools/bench/common.py)
     timed,
     write_json,
 )
-from matching import LEGACY_LAYOUT  # same folder
+from matching import LAYOUTS  # same folder
 
 import mvq_plugin as mvq
 from mvq_plugin.core import kmeans as km
 from mvq_plugin.core import search
 from mvq_plugin.core.blocking import to_subvectors
+from mvq_plugin.core.config import nm_pattern
+
+AXES = ('in_channel', 'out_channel')
 
 
-def resnet50_subvectors(d: int) -> torch.Tensor:
+def resnet50_subvectors(d: int, axis: str = 'in_channel') -> torch.Tensor:
+    """Sub-vectors of ``d`` weights along ``axis`` of ResNet-50's layers but the stem; the
+    layers are those whose input and output channels both divide by ``d`` (every layer at
+    d=8), so both axes cluster the same weights."""
     model = resnet50()
-    rows = [to_subvectors(mod.weight.detach(), d) for name, mod in model.named_modules()
-            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) and name != 'conv1']
+    rows = [to_subvectors(mod.weight.detach(), d, axis) for name, mod in model.named_modules()
+            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)) and name != 'conv1'
+            and mod.weight.shape[0] % d == 0 and mod.weight.shape[1] % d == 0]
     return torch.cat(rows).contiguous()
 
 
@@ -130,6 +139,9 @@ def main(argv=None) -> dict:
     p.add_argument('--scaling', action='store_true', help='add the (n, k) scaling table')
     p.add_argument('--scaling-row', type=int, nargs=2, metavar=('N', 'K'),
                    help=argparse.SUPPRESS)  # one point, in a fresh process
+    p.add_argument('--axes', nargs='+', default=list(AXES), choices=AXES,
+                   help='sub-vector layouts, side by side (default: both)')
+    p.add_argument('--nm', type=nm_pattern, default=(2, 8), help='N:M of the masked rows')
     p.add_argument('--out', default=None)
     args = p.parse_args(argv)
     if args.scaling_row:
@@ -137,52 +149,58 @@ def main(argv=None) -> dict:
         return {}
     set_threads(args.threads, faiss=True)
 
-    x = resnet50_subvectors(args.d)
-    mask = mvq.core.nm_mask(x.abs(), 2, 8)
-    n = x.shape[0]
-    print(f'ResNet-50 sub-vectors: n={n:,}, d={args.d}, k={args.k}, iters={args.iters}, '
-          f'threads={args.threads}')
+    nn_, mm_ = args.nm
+    cfg = mvq.MVQConfig(block_size=args.d, num_codewords=args.k, n=nn_, m=mm_, kmeans_iters=50,
+                        seed=args.seed, **LAYOUTS['legacy' if args.axes[0] == 'in_channel'
+                                                 else 'paper'])
+    rows, faiss_times, compress, sizes = {}, {}, [], {}
+    for axis in args.axes:
+        x = resnet50_subvectors(args.d, axis)
+        mask = mvq.core.nm_mask(x.abs(), nn_, mm_)
+        n = sizes[axis] = x.shape[0]
+        print(f'ResNet-50 {axis} sub-vectors: n={n:,}, d={args.d}, k={args.k}, '
+              f'iters={args.iters}, threads={args.threads}', flush=True)
 
-    def run_faiss():
-        kmf = faiss.Kmeans(args.d, args.k, niter=args.iters, seed=args.seed + 1,
-                           max_points_per_centroid=n, verbose=False)
-        kmf.train(x.numpy())
-        return torch.from_numpy(kmf.centroids)
+        def run_faiss():
+            kmf = faiss.Kmeans(args.d, args.k, niter=args.iters, seed=args.seed + 1,
+                               max_points_per_centroid=n, verbose=False)
+            kmf.train(x.numpy())
+            return torch.from_numpy(kmf.centroids)
 
-    def run_ours(m_, backend):
-        return timed(lambda: mvq.core.masked_kmeans(x, m_, args.k, iters=args.iters, tol=0.0,
-                                                    init='random', seed=args.seed,
-                                                    backend=backend))
+        def run_ours(m_, backend):
+            return timed(lambda: mvq.core.masked_kmeans(x, m_, args.k, iters=args.iters,
+                                                        tol=0.0, init='random', seed=args.seed,
+                                                        backend=backend))
 
-    cfg = mvq.MVQConfig(block_size=args.d, num_codewords=args.k, n=2, m=8, kmeans_iters=50,
-                        seed=args.seed, **LEGACY_LAYOUT)
-    cases = [('plain (faiss search)', None, 'faiss'), ('masked 2:8 (faiss search)', mask, 'faiss'),
-             ('plain (torch GEMM)', None, 'torch'), ('masked 2:8 (torch GEMM)', mask, 'torch')]
-    # Rounds interleave faiss and ours, so each ratio compares runs seconds apart; the slow
-    # torch-GEMM rows run in the first round only.
-    rows, faiss_times, compress = {}, [], []
-    for round_ in range(args.rounds):
-        c_faiss, t_faiss = timed(run_faiss)
-        faiss_times.append(t_faiss)
-        for label, m_, backend in cases:
-            if backend == 'torch' and round_:
-                continue
-            res, t = run_ours(m_, backend)
-            row = rows.setdefault(label, dict(seconds=[], ratios=[]))
-            row['seconds'].append(t)
-            row['ratios'].append(t / t_faiss)
-            if round_ == 0:
-                ours = objective(x, m_, res.codebook)
-                ref = objective(x, m_, c_faiss)  # faiss's plain centroids, same objective
-                row.update(objective=ours, objective_ratio_vs_faiss=ours / ref)
-        if not args.skip_compress:
-            report, t = timed(lambda: mvq.compress(resnet50(), cfg))
-            compress.append(dict(seconds=t, ratio_vs_faiss=t / t_faiss,
-                                 layers=len(report.layers),
-                                 iterations=sum(r.iterations for r in report.layers)))
+        cases = [('plain (faiss search)', None, 'faiss'),
+                 (f'masked {nn_}:{mm_} (faiss search)', mask, 'faiss'),
+                 ('plain (torch GEMM)', None, 'torch'),
+                 (f'masked {nn_}:{mm_} (torch GEMM)', mask, 'torch')]
+        # Rounds interleave faiss and ours, so each ratio compares runs seconds apart; the slow
+        # torch-GEMM rows run in the first round only.
+        for round_ in range(args.rounds):
+            c_faiss, t_faiss = timed(run_faiss)
+            faiss_times.setdefault(axis, []).append(t_faiss)
+            for label, m_, backend in cases:
+                if backend == 'torch' and round_:
+                    continue
+                res, t = run_ours(m_, backend)
+                row = rows.setdefault(f'{axis}: {label}', dict(seconds=[], ratios=[]))
+                row['seconds'].append(t)
+                row['ratios'].append(t / t_faiss)
+                if round_ == 0:
+                    ours = objective(x, m_, res.codebook)
+                    ref = objective(x, m_, c_faiss)  # faiss's plain centroids, same objective
+                    row.update(objective=ours, objective_ratio_vs_faiss=ours / ref)
+            if not args.skip_compress and axis == args.axes[0]:
+                report, t = timed(lambda: mvq.compress(resnet50(), cfg))
+                compress.append(dict(seconds=t, ratio_vs_faiss=t / t_faiss,
+                                     layers=len(report.layers),
+                                     iterations=sum(r.iterations for r in report.layers)))
     for row in rows.values():
         row['time_ratio_vs_faiss_plain'] = statistics.median(row['ratios'])
-    result = dict(n=n, d=args.d, k=args.k, iters=args.iters, threads=args.threads,
+    result = dict(n=sizes, nm=list(args.nm), d=args.d, k=args.k, iters=args.iters,
+                  threads=args.threads, axes=args.axes,
                   rounds=args.rounds, faiss_seconds=faiss_times, runs=rows)
     if compress:
         result['resnet50_compress'] = dict(
@@ -192,18 +210,19 @@ def main(argv=None) -> dict:
         result['scaling'] = scaling(args.threads)
     result['machine'] = describe_machine()
     print(f'\n{result["machine"]}')
-    print(f'faiss Kmeans (plain, all points), per round: '
-          f'{", ".join(f"{t:.2f}" for t in faiss_times)} s')
-    print(f'{"ours":28s} {"time / faiss (median [range] over rounds)":>44s} '
+    for axis, times in faiss_times.items():
+        print(f'faiss Kmeans (plain, all points), {axis}, per round: '
+              f'{", ".join(f"{t:.2f}" for t in times)} s')
+    print(f'{"ours":42s} {"time / faiss (median [range] over rounds)":>44s} '
           f'{"objective / faiss":>18s}')
     for label, r in rows.items():
         span = f'[{min(r["ratios"]):.2f}, {max(r["ratios"]):.2f}]'
-        print(f'{label:28s} {r["time_ratio_vs_faiss_plain"]:30.2f} {span:>13s} '
+        print(f'{label:42s} {r["time_ratio_vs_faiss_plain"]:30.2f} {span:>13s} '
               f'{r["objective_ratio_vs_faiss"]:18.4f}')
     if compress:
         per_round = ', '.join(f'{c["seconds"]:.1f}' for c in compress)
-        print(f'\nwhole ResNet-50 MVQ compression (2:8, k={args.k}, <=50 iters, '
-              f'{compress[0]["layers"]} layers), per round: '
+        print(f'\nwhole ResNet-50 MVQ compression ({args.axes[0]}, {nn_}:{mm_}, k={args.k}, '
+              f'<=50 iters, {compress[0]["layers"]} layers), per round: '
               f'{per_round} s')
     if args.out:
         write_json(args.out, result, indent=2)

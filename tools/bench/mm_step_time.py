@@ -16,7 +16,9 @@ one process on the same batches (what mmengine's loop calls per iteration), the 
 median step times: on a shared machine whose speed drifts by 10-20% between runs minutes
 apart, this is the finer measurement.
 
-* ResNet-18 (mmpretrain), Fashion-MNIST 28x28, batch 16 (the test size) and 128 (the demo);
+* ResNet-18 (mmpretrain), Fashion-MNIST 28x28, batch 16 (the test size) and 128 (the demo;
+  the demo's out_channel MVQ and, as ``resnet18_b128_in_channel``, the same settings with
+  in-channel sub-vectors);
 * ResNet-50 (mmpretrain, the same data), batch 16: the next model size;
 * Mask R-CNN R50-FPN (mmdet), canvas set 128x128, batch 2 (the test size).
 
@@ -50,6 +52,10 @@ CASES = {
         _RESNET, options=['train_dataloader.batch_size=16', 'train_dataloader.num_workers=0']),
     'resnet18_b128': dict(
         _RESNET, options=['train_dataloader.batch_size=128', 'train_dataloader.num_workers=0']),
+    # the same MVQ settings with sub-vectors along the input channel (the layout question)
+    'resnet18_b128_in_channel': dict(
+        _RESNET, options=['train_dataloader.batch_size=128', 'train_dataloader.num_workers=0'],
+        mvq_options=['model.mvq.preset=resnet_in_channel']),
     'resnet50_b16': dict(
         _RESNET, options=['train_dataloader.batch_size=16', 'train_dataloader.num_workers=0'],
         model_options=_DEPTH50),
@@ -82,7 +88,8 @@ def _clustered(case: dict, init: Path, model_options: list[str]):
     import mvq_plugin as mvq
     from mvq_plugin.core import cluster_prepared
     cfg, net = _build(case['mvq'], [f'model.init_checkpoint={init}',
-                                    *(f'model.model.{o}' for o in model_options)])
+                                    *(f'model.model.{o}' for o in model_options),
+                                    *case.get('mvq_options', [])])
     hook = next(h for h in cfg.custom_hooks if h['type'] == 'mvq_plugin.MVQHook')
     seed = hook.get('seed')
     cluster_prepared(net, seed=net.mvq_config.seed if seed is None else seed)
@@ -203,6 +210,7 @@ def main(argv=None) -> dict:
                                         + [f'load_from={start}'], args.skip)
                 mvq = _mean_iter_time(case['mvq'], tmp / f'{name}_mvq_{round_}',
                                       common + [f'model.model.{o}' for o in model]
+                                      + case.get('mvq_options', [])
                                       + [f'load_from={init}'], args.skip)
                 rows.append(dict(dense_s=dense, mvq_s=mvq, ratio=mvq / dense))
                 print(f'{name:14s} round {round_}: dense {dense:.3f} s/iter  MVQ {mvq:.3f} '
