@@ -20,8 +20,8 @@ from mvq_plugin.core.accounting import count_macs
 from mvq_plugin.core.config import MVQConfig, prunes
 from mvq_plugin.core.plan import plan
 
-__all__ = ['LEGACY_LAYOUT', 'PAPER_LAYOUT', 'LAYOUTS', 'Setting', 'MatchedPoint', 'accounted_bits', 'closest_setting',
-           'match_points',
+__all__ = ['LEGACY_LAYOUT', 'PAPER_LAYOUT', 'LAYOUTS', 'Setting', 'MatchedPoint',
+           'accounted_bits', 'closest_setting', 'match_points',
            'effective_macs', 'VQ_BLOCK_SIZES', 'VQ_CODEWORDS']
 
 #: The layout and codebook settings the committed results of the recipe, allocation, k-means
