@@ -20,8 +20,8 @@ model = dict(_delete_=True, type='mvq_plugin.MVQModel', model={{_base_.model}},
              mvq=dict(preset='resnet', num_codewords=256, seed=0))
 custom_hooks = [
     {{_base_.mvq_hook}},
-    dict(type='mvq_plugin.HardwareCostHook', input_shape=(1, 1, 28, 28), arch='mvq',
-         baseline='ews', arch_overrides=dict(rows=64, cols=64)),
+    dict(type='mvq_plugin.HardwareCostHook', input_shape=(1, 1, 28, 28),
+         arch='EWS-CMS_64x64', baseline='EWS_64x64'),
 ]
 max_iters = 400
 optim_wrapper = dict(

@@ -3,7 +3,6 @@
 hw_hook = dict(
     type='mvq_plugin.HardwareCostHook',
     trace='data',
-    arch='mvq',
-    baseline='ews',
-    arch_overrides=dict(rows=64, cols=64),
+    arch='EWS-CMS_64x64',
+    baseline='EWS_64x64',
 )

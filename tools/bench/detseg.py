@@ -1,0 +1,271 @@
+"""Detection and segmentation that learn: the paper's Table 6 in form, on the hard canvas sets.
+
+Two upstream models, narrowed only where the CPU budget demands it (each change is stated in
+its config): Mask R-CNN with a ResNet-18 FPN backbone (``configs/demo/mask-rcnn_r18_fpn_
+canvas-hard_*.py``) and DeepLab-V3 with a MobileNetV2 backbone (``configs/demo/deeplabv3_
+mobilenet-v2-d8_canvas-hard_*.py``), on ``data/canvas_{coco,seg}_hard`` (real Fashion-MNIST
+items placed freely with occlusion, 16-72 px, distractor shapes; ``tools/make_canvas_data.py
+--hard``). Everything runs through the real ``tools/train.py``:
+
+1. **dense**: trained from random init for the config's iterations, validated every 1000
+   (the curve shows whether it plateaued); resumable from its last checkpoint.
+2. per seed, from the dense checkpoint, each with the same fine-tuning budget (``--budget``):
+
+   * ``dense control``: the dense model trained on for the budget (what extra training buys);
+   * ``vq``: plain k-means in the paper's layout, (d, k) matched to MVQ's accounted bits, the
+     whole budget as codebook fine-tuning, with the same distillation;
+   * ``mvq``: the paper's recipe: fixed-mask (ASP) sparse training for half the budget, masked
+     k-means, codebook fine-tuning with feature distillation (the detector's neck, the
+     segmenter's backbone outputs), int8 LSQ codebooks.
+
+Each row keeps its work dir (checkpoint, logs, ``mvq_report.json``, the hardware report of
+the 64x64 EWS-CMS array against EWS) and a ``row.json``; a rerun skips finished rows, so the
+benchmark can span several sessions. Reports box/mask AP or mIoU, the accounted compression
+ratio, effective MACs and the hardware estimate per row, beside the paper's Table 6 (for shape
+only: COCO and VOC, other models).
+
+    python tools/bench/detseg.py [--cases mask_rcnn deeplabv3] [--seeds 0 1] [--budget 600]
+        [--work-dir work_dirs/detseg] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import REPO, describe_machine, train_mm, write_report  # same folder
+from matching import Setting, accounted_bits, closest_setting  # same folder
+
+from mvq_plugin.core.presets import PRESETS
+from mvq_plugin.integrations.mm.scalars import read_scalars
+from mvq_plugin.integrations.mmcv_ops import exit_on_missing_ops, require_mmcv_ops
+
+#: The paper's Table 6 (COCO / VOC; for shape only).
+PAPER = {
+    'mask_rcnn': dict(dense=dict(bbox=37.9, segm=34.6), mvq=dict(bbox=36.8, segm=33.8),
+                      ratio=26, sparsity=75),
+    'deeplabv3': dict(dense=dict(mIoU=72.9), mvq=dict(mIoU=66.5), ratio=19, sparsity=50),
+}
+
+CASES: dict[str, dict[str, Any]] = {
+    'mask_rcnn': dict(
+        dense='configs/demo/mask-rcnn_r18_fpn_canvas-hard_dense.py',
+        mvq='configs/demo/mask-rcnn_r18_fpn_canvas-hard_mvq.py',
+        preset='mask_rcnn', data='data/canvas_coco_hard',
+        metrics={'bbox': 'coco/bbox_mAP', 'bbox_50': 'coco/bbox_mAP_50',
+                 'segm': 'coco/segm_mAP'},
+        headline='bbox', scheduler='param_scheduler.0.end'),
+    'deeplabv3': dict(
+        dense='configs/demo/deeplabv3_mobilenet-v2-d8_canvas-hard_dense.py',
+        mvq='configs/demo/deeplabv3_mobilenet-v2-d8_canvas-hard_mvq.py',
+        preset='deeplabv3', data='data/canvas_seg_hard',
+        metrics={'mIoU': 'mIoU', 'aAcc': 'aAcc'},
+        headline='mIoU', scheduler='param_scheduler.0.end'),
+}
+ROWS = ('dense control', 'vq', 'mvq')
+
+
+def dense_iters(config: str) -> int:
+    """The config's ``train_cfg.max_iters``."""
+    from mmengine.config import Config
+    return int(Config.fromfile(str(REPO / config)).train_cfg.max_iters)
+
+
+def vq_setting(case: dict[str, Any]) -> tuple[Setting, int, int]:
+    """Plain VQ's (d, k) in the paper's layout with the closest accounted bits to the MVQ
+    preset on the dense model: ``(setting, vq bits, mvq bits)``."""
+    from mvq_plugin.integrations.mm.config_model import build_model_from_config
+    model, _ = build_model_from_config(str(REPO / case['dense']))
+    fields = dict(PRESETS[case['preset']])
+    mvq = Setting('mvq', fields.pop('block_size'), fields.pop('num_codewords'),
+                  fields.pop('n'), fields.pop('m'))
+    fields.pop('method', None)
+    target = accounted_bits(model, mvq, fields)
+    setting, bits = closest_setting(model, target, 'vq', fields=fields, tolerance=0.05,
+                                    prefer_block_size=mvq.block_size)
+    return setting, bits, target
+
+
+def _val(work: Path, keys: dict[str, str]) -> list[dict[str, float]]:
+    """Every validation record of a run: ``[{'step', name: value}]``."""
+    out = []
+    for record in read_scalars(work):
+        if any(k in record for k in keys.values()):
+            # COCO AP comes in [0, 1], mmseg's metrics in %: everything in % here
+            out.append(dict(step=record.get('step'),
+                            **{name: float(record[k]) * (100 if k.startswith('coco/') else 1)
+                               for name, k in keys.items() if k in record}))
+    return out
+
+
+def _hardware(work: Path) -> dict[str, Any] | None:
+    files = sorted(work.glob('hw/final/*.json'))
+    if not files:
+        return None
+    report = json.loads(files[0].read_text())
+    base = report.get('baseline') or {}
+    return dict(arch=report.get('arch', {}).get('name'), cycles=report['totals']['cycles'],
+                energy_uj=report['totals']['energy_uj'],
+                baseline=base.get('arch', {}).get('name'),
+                baseline_cycles=base.get('totals', {}).get('cycles'),
+                baseline_energy_uj=base.get('totals', {}).get('energy_uj'),
+                macs=report['totals'].get('macs'))
+
+
+def run_dense(name: str, case: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Trains (or resumes) the dense model; its validation curve and final checkpoint."""
+    iters = dense_iters(case['dense'])
+    run = work / f'{name}_dense'
+    done = run / 'row.json'
+    if done.is_file():
+        return json.loads(done.read_text())
+    seconds = train_mm(case['dense'], run, [], resume=True)
+    curve = _val(run, case['metrics'])
+    row = dict(iters=iters, checkpoint=str(run / f'iter_{iters}.pth'), curve=curve,
+               final=curve[-1] if curve else {}, seconds=seconds)
+    done.write_text(json.dumps(row, indent=1))
+    return row
+
+
+def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[str, Any],
+            vq: Setting, args: argparse.Namespace) -> dict[str, Any]:
+    """One fine-tuning row from the dense checkpoint (kept in its own work dir)."""
+    run = args.work_dir / f'{name}_{row.replace(" ", "_")}_s{seed}'
+    done = run / 'row.json'
+    if done.is_file():
+        return json.loads(done.read_text())
+    b = args.budget
+    common = [f'load_from={dense["checkpoint"]}', f'randomness.seed={seed}',
+              f'train_cfg.max_iters={b}', f'train_cfg.val_interval={b}',
+              f'default_hooks.checkpoint.interval={b}']
+    if row == 'dense control':
+        config = case['dense']
+        options = common + ['optim_wrapper.optimizer.lr=0.005',
+                            f'param_scheduler=[dict(type="CosineAnnealingLR",by_epoch=False,'
+                            f'begin=0,end={b},eta_min=1e-4)]']
+    else:
+        config = case['mvq']
+        options = common + [f'{case["scheduler"]}={b}', f'model.mvq.seed={seed}']
+        if row == 'mvq':
+            options.append(f'custom_hooks.0.sparse_finetune_iters={b // 2}')
+        else:
+            options += ['model.mvq.method=vq', 'model.mvq.n=1', 'model.mvq.m=1',
+                        f'model.mvq.block_size={vq.block_size}',
+                        f'model.mvq.num_codewords={vq.num_codewords}',
+                        'model.sparse_finetune=False']
+    seconds = train_mm(config, run, options)
+    curve = _val(run, case['metrics'])
+    out = dict(row=row, seed=seed, final=curve[-1] if curve else {}, seconds=seconds,
+               hardware=_hardware(run))
+    report = run / 'mvq_report.json'
+    if report.is_file():
+        comp = json.loads(report.read_text())['compression']
+        out.update(ratio=comp['compression_ratio'], bits=comp['bits'],
+                   artifact_bytes=json.loads(report.read_text()).get('artifact', {}).get('bytes'))
+    done.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> dict[str, float] | None:
+    vals = [r['final'][key] for r in rows if key in r.get('final', {})]
+    if not vals:
+        return None
+    return dict(mean=statistics.fmean(vals), min=min(vals), max=max(vals), n=len(vals))
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = ['# Detection and segmentation on the hard canvas sets: the paper\'s Table 6 in form',
+             '', f'- machine: {result["machine"]}', f'- command: `{result["command"]}`',
+             f'- fine-tuning budget per row: {result["budget"]} iterations (MVQ: half sparse, '
+             f'half codebook); seeds {result["seeds"]}; mean [min, max]', '']
+    for name, r in result['cases'].items():
+        case, paper = CASES[name], PAPER[name]
+        keys = list(case['metrics'])
+        d = r['dense']
+        lines += [f'## {name}', '',
+                  f'Dense from random init: {d["iters"]} iterations, {d["seconds"] / 3600:.1f} h; '
+                  'validation curve ' + ', '.join(
+                      f'{c["step"]}: {c.get(case["headline"], float("nan")):.1f}'
+                      for c in d['curve']) + '.', '']
+        if 'vq' in r:
+            lines += [f'vq setting: {r["vq"]["label"]} ({r["vq"]["bits"]:,} bits vs MVQ '
+                      f'{r["vq"]["mvq_bits"]:,}, {r["vq"]["bits"] / r["vq"]["mvq_bits"] - 1:+.1%})',
+                      '']
+        lines += ['| row | ' + ' | '.join(keys) + ' | CR | hw cycles | hw energy (uJ) | '
+                  'wall per row | paper |', '|---|' + '---:|' * (len(keys) + 4) + '---|']
+        lines.append('| dense | ' + ' | '.join(f'{d["final"].get(k, float("nan")):.1f}'
+                                              for k in keys) + ' | 1.0x | | | | '
+                     + ', '.join(f'{k} {v}' for k, v in paper['dense'].items()) + ' |')
+        for row in ROWS:
+            runs = r['rows'].get(row, [])
+            if not runs:
+                lines.append(f'| {row} | ' + ' | '.join('not run yet' for _ in keys)
+                             + ' | | | | | |')
+                continue
+            stats = {k: _mean(runs, k) for k in keys}
+            hw = runs[0].get('hardware') or {}
+            ratio = runs[0].get('ratio')
+            lines.append(
+                f'| {row} | ' + ' | '.join(
+                    f'{s["mean"]:.1f} [{s["min"]:.1f}, {s["max"]:.1f}]' if s else '-'
+                    for s in stats.values())
+                + f' | {f"{ratio:.1f}x" if ratio else "1.0x"} | '
+                f'{hw.get("cycles", 0):,.0f} | {hw.get("energy_uj", 0):.1f} | '
+                f'{statistics.fmean(x["seconds"] for x in runs) / 60:.0f} min | '
+                + (', '.join(f'{k} {v}' for k, v in paper['mvq'].items())
+                   + f' at {paper["ratio"]}x' if row == 'mvq' else '') + ' |')
+        lines.append('')
+    return '\n'.join(lines) + '\n'
+
+
+@exit_on_missing_ops
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    require_mmcv_ops('tools/bench/detseg.py (Mask R-CNN, DeepLab-V3)')
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--cases', nargs='+', default=list(CASES), choices=list(CASES))
+    p.add_argument('--rows', nargs='+', default=list(ROWS), choices=ROWS)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    p.add_argument('--budget', type=int, default=600, help='fine-tuning iterations per row')
+    p.add_argument('--dense-only', action='store_true', help='train the dense models only')
+    p.add_argument('--work-dir', type=Path, default=Path('work_dirs/detseg'))
+    p.add_argument('--out', default='work_dirs/detseg/results',
+                   help='report folder (docs/results to update the committed one)')
+    args = p.parse_args(argv)
+    if args.budget < 2:
+        p.error(f'--budget {args.budget}: at least 2 iterations (half sparse, half codebook)')
+    start = time.perf_counter()
+    result: dict[str, Any] = dict(machine=describe_machine(), budget=args.budget,
+                                  seeds=args.seeds, command=' '.join(
+                                      ['python', 'tools/bench/detseg.py',
+                                       *(sys.argv[1:] if argv is None else argv)]),
+                                  cases={})
+    for name in args.cases:
+        case = CASES[name]
+        if not (REPO / case['data']).is_dir():
+            subprocess.run([sys.executable, str(REPO / 'tools/make_canvas_data.py'), '--hard',
+                            '--train', '3000', '--val', '300'], cwd=REPO, check=True)
+        dense = run_dense(name, case, args.work_dir)
+        entry: dict[str, Any] = dict(dense=dense, rows={})
+        result['cases'][name] = entry
+        if args.dense_only:
+            continue
+        vq, vq_bits, mvq_bits = vq_setting(case)
+        entry['vq'] = dict(label=vq.label, block_size=vq.block_size,
+                           num_codewords=vq.num_codewords, bits=vq_bits, mvq_bits=mvq_bits)
+        for seed in args.seeds:
+            for row in args.rows:
+                entry['rows'].setdefault(row, []).append(
+                    run_row(name, case, row, seed, dense, vq, args))
+                write_report(Path(args.out) / 'detseg', result, markdown(result))
+    result['wall_s'] = time.perf_counter() - start
+    write_report(Path(args.out) / 'detseg', result, markdown(result))
+    return result
+
+
+if __name__ == '__main__':
+    main()
