@@ -32,12 +32,13 @@ def _build(cfg: Config):
 
 def test_every_leaf_is_listed():
     names = {Path(p).name for p in LEAVES}
-    assert len(LEAVES) == 10 and {
+    assert len(LEAVES) == 12 and {
             'resnet18_mvq-4-16-k512_in1k.py', 'resnet50_mvq-4-16-k512_in1k.py',
             'mobilenet-v2_mvq-1-2-k256_in1k.py', 'mask-rcnn_r50_fpn_mvq-4-16-k512_1x_coco.py',
             'deeplabv3_r50-d8_mvq-1-2-k512_4xb4-20k_voc12aug-512x512.py',
             'fcn_r50-d8_mvq-1-2-k512_4xb4-20k_voc12aug-512x512.py',
-            'resnet18_fashion-mnist_mvq_budget.py'} <= names
+            'resnet18_fashion-mnist_mvq_budget.py', 'mask-rcnn_r18_fpn_canvas-hard_mvq.py',
+            'deeplabv3_mobilenet-v2-d8_canvas-hard_mvq.py'} <= names
 
 
 @pytest.mark.slow
