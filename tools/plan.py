@@ -1,44 +1,14 @@
-"""Print the MVQ plan of an OpenMMLab config: every conv/linear layer by name, compressed or
-kept dense with the reason. Use the names for ``exclude``/``overrides`` patterns.
+#!/usr/bin/env python
+"""Print the MVQ plan of an OpenMMLab config (every layer, compressed or dense and why).
 
-    python tools/plan.py CONFIG [--cfg-options k=v ...] [--d 8 --k 256 --nm 2:8]
-
-An MVQ config (``type='mvq_plugin.MVQModel'``) prints its own plan; an upstream config is
-planned with ``--d/--k/--nm``. Only the model is built: no data, no checkpoint, no download.
+The command is ``mvq_plugin.cli.plan`` (installed as ``mvq-plan``);
+this file runs it from a checkout. ``--help`` lists the options.
 """
-from __future__ import annotations
+import sys
+from pathlib import Path
 
-import argparse
-import logging
-
-from mmengine.config import DictAction
-
-import mvq_plugin as mvq
-from mvq_plugin.core.config import nm_pattern
-from mvq_plugin.integrations.mm.config_model import build_model_from_config
-from mvq_plugin.integrations.mmcv_ops import exit_on_missing_ops
-
-
-@exit_on_missing_ops
-def main(argv: list[str] | None = None) -> str:
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('config')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
-    p.add_argument('--d', type=int, default=16, help='sub-vector length (upstream configs)')
-    p.add_argument('--k', type=int, default=512, help='codewords (upstream configs)')
-    p.add_argument('--nm', type=nm_pattern, default='4:16', help='N:M pattern (upstream configs)')
-    args = p.parse_args(argv)
-    logging.getLogger('mvq_plugin').setLevel(logging.WARNING)  # the table is the output
-    model, _ = build_model_from_config(args.config, args.cfg_options)
-    the_plan = getattr(model, 'mvq_plan', None)
-    if the_plan is None:
-        n, m = args.nm
-        the_plan = mvq.plan(model, mvq.MVQConfig(block_size=args.d, num_codewords=args.k,
-                                                 n=n, m=m))
-    text = str(the_plan)
-    print(text)
-    return text
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mvq_plugin.cli.plan import run  # noqa: E402
 
 if __name__ == '__main__':
-    main()
+    run()

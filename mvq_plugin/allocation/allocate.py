@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 from torch import nn
 
+from ..core.allocation_plan import with_allocation
 from ..core.config import MVQConfig
 from ..core.parametrize import quantized_layers
 from ..core.plan import Plan, plan
@@ -103,9 +104,7 @@ class Allocation:
 
         The allocation's rules come after the base's, so they win.
         """
-        base = base or self.base
-        return dataclasses.replace(base, exclude=list(base.exclude) + self.exclude,
-                                   overrides={**base.overrides, **self.overrides})
+        return with_allocation(base or self.base, self)
 
     def check(self, model: nn.Module, **hw_kwargs: Any) -> dict[str, float]:
         """The realised costs of a model compressed with :meth:`config` (see

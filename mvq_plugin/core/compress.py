@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .allocation_plan import with_allocation
 from .calibration import NO_CALIBRATION, collect_input_stats
 from .cluster import CompressionReport, ProgressFn, cluster_layers, make_job
 from .config import CONFIG_ATTR, MVQConfig
@@ -58,7 +59,8 @@ def compress(model: nn.Module, cfg: MVQConfig, *, calib: Iterable[Any] | None = 
              importance: str | Importance | None = None, backend: str = 'auto',
              progress: ProgressFn | None = None,
              first_conv: str | Sequence[str] | None = None,
-             forward_fn: Callable[[nn.Module, Any], Any] | None = None) -> CompressionReport:
+             forward_fn: Callable[[nn.Module, Any], Any] | None = None,
+             allocation: Any = None) -> CompressionReport:
     """Compresses ``model`` in place with MVQ (or the ``vq``/``prune_vq`` baselines).
 
     Each planned layer is N:M pruned by importance, clustered with (masked) k-means and given
@@ -79,10 +81,15 @@ def compress(model: nn.Module, cfg: MVQConfig, *, calib: Iterable[Any] | None = 
         progress: Optional callback ``progress(i, total, name)`` before each layer.
         first_conv: Name(s) of the input conv(s) to keep dense (see :func:`plan`).
         forward_fn: ``forward_fn(model, batch)`` for ``calib`` (default ``model(batch)``).
+        allocation: Per-layer settings chosen for a budget, applied over ``cfg``: the JSON
+            file ``tools/allocate.py --out plan.json`` writes, its dict, or an
+            :class:`~mvq_plugin.Allocation` (:func:`~.allocation_plan.with_allocation`).
 
     Returns:
         A :class:`CompressionReport`.
     """
+    if allocation is not None:
+        cfg = with_allocation(cfg, allocation)
     the_plan = plan(model, cfg, first_conv=first_conv)
     todo = the_plan.compressed
     wants_taylor = importance == 'taylor' or (

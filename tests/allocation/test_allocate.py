@@ -208,6 +208,25 @@ def test_allocation_carries_into_a_config(net, calib):
     assert 'predicted' in text and 'b ' in text
 
 
+def test_the_plan_file_compresses_as_the_allocation_does(net, calib, tmp_path):
+    """``tools/allocate.py --out plan.json`` written, ``compress(allocation=plan.json)`` read:
+    the same layers at the same settings, bit for bit the same weights."""
+    base = mvq.MVQConfig(kmeans_iters=3)
+    alloc = mvq.allocate(net, dict(bits=0.12 * _dense_bits(net)), choices=SPACE, calib=calib,
+                         base=base)
+    path = tmp_path / 'plan.json'
+    path.write_text(json.dumps(alloc.to_dict()))
+    direct, from_file = copy.deepcopy(net), copy.deepcopy(net)
+    mvq.compress(direct, alloc.config())
+    report = mvq.compress(from_file, base, allocation=str(path))
+    assert sorted(lp.name for lp in report.plan.compressed) == sorted(
+        n for n, c in alloc.choices.items() if not c.dense)
+    assert report.plan.compressed, 'the budget compresses something'
+    for name in mvq.quantized_layers(direct):
+        assert torch.equal(direct.get_submodule(name).weight,
+                           from_file.get_submodule(name).weight), name
+
+
 def test_bad_input_is_named(net, calib):
     with pytest.raises(ValueError, match="N:M choice '3-8'"):
         ChoiceSpace(nm=('3-8',))

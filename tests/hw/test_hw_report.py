@@ -1,6 +1,7 @@
 """Reports: totals, scalars, files (JSON/CSV/MD/PNG), decomposition, tables, CLI."""
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,35 @@ print(sorted(rep.write({str(tmp_path)!r}, formats=['json', 'png', 'md'])))
     assert proc.stdout.strip() == "['json', 'md']"
     assert 'WARNING hw: PNG plots skipped' in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ['hw_report.json', 'hw_report.md']
+
+
+def test_cli_costs_any_artifact(tmp_path):
+    """``--model SPEC --checkpoint X.mvq``: a torchvision/timm/any-factory artifact, no config;
+    the compressed layers are costed with the artifact's own k, not a plan's."""
+    sys.path.insert(0, str(ROOT / 'tests' / 'io'))
+    import torch
+    from artifact_nets import ConvNet, trained_stats
+
+    import mvq_plugin as mvq
+    torch.manual_seed(0)
+    net = trained_stats(ConvNet(num_classes=7))
+    mvq.compress(net, mvq.MVQConfig(num_codewords=32, kmeans_iters=2, block_size=8, n=2, m=8))
+    mvq.set_codebook_quant(net, True)
+    mvq.save(net, tmp_path / 'net.mvq')
+    env = dict(os.environ, PYTHONPATH=str(ROOT / 'tests' / 'io'))
+    args = ['--model', 'artifact_nets:small_convnet', '--model-kwargs', '{"num_classes": 7}',
+            '--input-shape', '1', '3', '8', '8', '--format', 'json']
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'hw_report.py'), *args,
+                           '--checkpoint', str(tmp_path / 'net.mvq')], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    layers = {lay['name']: lay for lay in json.loads(proc.stdout)['layers']}
+    assert {n for n, lay in layers.items() if lay['compressed']} == set(
+        mvq.quantized_layers(net))
+    assert layers['conv1']['num_codewords'] == 32   # the artifact's, not the plan's 512
+    rc, _ = _cli('--topology', 'x.csv', '--checkpoint', str(tmp_path / 'net.mvq'))
+    assert rc == 2
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'hw_report.py'), '--timm',
+                           'resnet18', '--checkpoint', 'dense.pth'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and 'must be a .mvq artifact' in proc.stderr

@@ -38,6 +38,7 @@ from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from torch import nn
 
 from ...core import MVQConfig, check_patterns, plan, prepare, quantized_layers
+from ...core.allocation_plan import with_allocation
 from ...core.presets import config_from
 from .budget import allocate_for_budget, artifact_config
 from .logs import route_logs_to_mmengine
@@ -162,7 +163,8 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
                     artifact: str | None = None, sparse_finetune: bool = False,
                     exclude: list[str] | None = None, overrides: dict | None = None,
                     data_preprocessor: dict | None = None, budget: dict | None = None,
-                    calib_dataloader: dict | None = None) -> nn.Module:
+                    calib_dataloader: dict | None = None,
+                    allocation: str | dict | None = None) -> nn.Module:
     """Builds the upstream ``model`` and attaches MVQ structure to it.
 
     Args:
@@ -183,6 +185,8 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
             config; see :mod:`.budget`): needs ``init_checkpoint`` and ``calib_dataloader``.
             With ``artifact``, the settings stored in the artifact are used instead.
         calib_dataloader: Dataloader config of the budget's calibration batches.
+        allocation: Per-layer settings a budget chose earlier, applied over ``mvq``: the JSON
+            file ``tools/allocate.py CONFIG ... --out plan.json`` writes (or its dict).
 
     Returns:
         The upstream model itself (same class, same data preprocessor), with ``mvq_plan``
@@ -195,6 +199,11 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
     if overrides:
         values['overrides'] = {**dict(values.get('overrides', {})), **dict(overrides)}
     cfg = MVQConfig.from_dict(values)
+    if allocation is not None:
+        if budget is not None:
+            raise ValueError('MVQModel: give either budget= (allocate now) or allocation= (a '
+                             f'plan file allocated earlier), not both; allocation={allocation!r}')
+        cfg = with_allocation(cfg, allocation)
     model_cfg = copy.deepcopy(model)
     if data_preprocessor is not None and model_cfg.get('data_preprocessor') is None:
         model_cfg['data_preprocessor'] = data_preprocessor
