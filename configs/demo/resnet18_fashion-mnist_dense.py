@@ -1,7 +1,9 @@
 # Dense ResNet-18 (mmpretrain's, unchanged but for 1 input channel and 10 classes) on the
 # real Fashion-MNIST (60k/10k, data/fashion_mnist, unpacked by `make setup`).
-# The demo trains it once and reuses the checkpoint:
+# As written: the standard width 64, 1200 iterations:
 #   python tools/train.py configs/demo/resnet18_fashion-mnist_dense.py
+# tools/demo.py trains it once at width 32 for 800 iterations (by --cfg-options) into
+# work_dirs/demo/dense_w32_800/iter_800.pth and reuses that checkpoint.
 _base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py']
 
 data_root = 'data/fashion_mnist'
