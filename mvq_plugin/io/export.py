@@ -86,6 +86,10 @@ def export_onnx(model: nn.Module, out: str, input_shape: tuple[int, ...], *, ops
     x = torch.randn(*input_shape, generator=gen)
     with torch.no_grad():
         reference = model(x)
+        if not isinstance(reference, torch.Tensor):
+            raise ValueError(f'export_onnx needs a model whose forward returns one tensor; '
+                             f'{type(model).__name__} returns {type(reference).__name__} '
+                             '(export it dense with --to dense instead)')
         for q in layers.values():
             q.codebook_quant = False
         try:

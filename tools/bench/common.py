@@ -292,7 +292,8 @@ def add_setting_args(p: argparse.ArgumentParser, threads: int = 0) -> None:
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--threads', type=int, default=threads, help='torch threads (0: default)')
     p.add_argument('--work-dir', default='work_dirs/bench_recipe')
-    p.add_argument('--out', default='docs/results')
+    p.add_argument('--out', default='work_dirs/bench',
+                   help='report folder (docs/results updates the committed results)')
     p.add_argument('--fresh', action='store_true')
 
 

@@ -45,7 +45,8 @@ def main(argv=None) -> dict:
     p.add_argument('--mvq-iters', type=int, default=60)
     p.add_argument('--cases', nargs='+', default=list(CASES))
     p.add_argument('--work-dir', default='work_dirs/detseg_sanity')
-    p.add_argument('--out', default='docs/results/detseg_sanity')
+    p.add_argument('--out', default='work_dirs/bench/detseg_sanity',
+                   help='report stem (docs/results/detseg_sanity updates the committed one)')
     args = p.parse_args(argv)
     if not (REPO / 'data' / 'canvas_coco').is_dir() or not (REPO / 'data' / 'canvas_seg').is_dir():
         subprocess.run([sys.executable, str(REPO / 'tools' / 'make_canvas_data.py')], cwd=REPO,

@@ -5,7 +5,7 @@ batch 1, planned with the paper's MVQ settings), costs them on the six settings 
 and 64x64 (:mod:`mvq_plugin.hw.paper`), and writes ``hw_paper.md`` / ``hw_paper.json`` (each
 published value, ours, the ratio, and the assumption switch that explains a difference) plus
 ``hw_paper_fig17.png`` and ``hw_paper_fig19.png`` into ``DIR`` (default
-``work_dirs/hw_paper``; ``--out docs/results`` regenerates the committed results).
+``work_dirs/bench``; ``--out docs/results`` regenerates the committed results).
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def render(rows: list[dict], effects: dict, meta: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison and write the tables and plots."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', default='work_dirs/hw_paper', help='output folder')
+    parser.add_argument('--out', default='work_dirs/bench', help='output folder')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     start = time.perf_counter()

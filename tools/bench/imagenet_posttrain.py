@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 import torchvision
-from common import REPO, command_line, set_threads, write_report  # same folder
+from common import REPO, command_line, describe_machine, set_threads, write_report  # same folder
 from imagenet_photos import (  # same folder (tools/bench/imagenet_photos.py)
     HELD_OUT_GROUP,
     IMAGENET_MEAN,
@@ -461,7 +461,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              args.scale_min, args.size, normalize)
 
     result: dict[str, Any] = dict(
-        command=command, seed=args.seed, threads=args.threads, kmeans_iters=args.kmeans_iters,
+        command=command, machine=describe_machine(), seed=args.seed, threads=args.threads,
+        kmeans_iters=args.kmeans_iters,
         model=args.model, model_description=entry_model.description, layout=args.layout,
         normalize=normalize, weights=f'{entry_model.package}/{entry_model.file}',
         versions=dict(torch=torch.__version__, torchvision=torchvision.__version__,

@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 #: ``(name, ifmap_h, ifmap_w, filter_h, filter_w, channels, num_filter, stride)``; IFMAP sizes
 #: include the padding. ResNet-18 at 224x224 (its distinct convs and the FC) plus edge cases.
@@ -183,7 +184,8 @@ def run_array(rows: int, cols: int, layers, workdir: str) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--out', default='tests/hw/data/scalesim_golden.json')
+    parser.add_argument('--out', default='work_dirs/bench/scalesim_golden.json',
+                        help='tests/hw/data/scalesim_golden.json updates the test data')
     parser.add_argument('--only', nargs='*', help='layer names to run (default: all)')
     args = parser.parse_args(argv)
     from importlib.metadata import version
@@ -204,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             settings='dataflow=ws, InterfaceBandwidth=CALC, no sparsity, default layout, '
                      'word size 1 byte',
             records=records)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, 'w') as f:         # after every array: partial runs are kept
             json.dump(doc, f, indent=1)
     print(f'wrote {len(records)} records to {args.out}', file=sys.stderr)
