@@ -36,7 +36,7 @@ bench-paper-tables: setup  ## the paper's Tables 1, 3 and 5 in form (ResNet-18, 
 	$(PY) tools/bench/paper_tables.py --threads 2 --dense-iters 4000 --budget 400 --seeds 0 1 2 --out $(BENCH_OUT)
 
 bench-accuracy: setup  ## the MVQ recipe vs vq, prune_vq and a dense control at equal bits and budget
-	$(PY) tools/bench/mvq_recipe.py --width 16 --dense-iters 12000 --budget 400 --seeds 0 1 2 --points 0 2 4 --out $(BENCH_OUT)
+	$(PY) tools/bench/mvq_recipe.py --width 16 --dense-iters 12000 --budget 400 --seeds 0 1 2 --points 0 2 4 --threads 2 --out $(BENCH_OUT)
 
 bench-allocate: setup  ## allocated vs uniform MVQ at equal bits, energy budget, channel pruning
 	$(PY) tools/bench/allocate.py --threads 2 --fresh --resnet50 --out $(BENCH_OUT)
