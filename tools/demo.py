@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from _launch import run_train  # noqa: E402  (tools/_launch.py)
 
 from mvq_plugin.core.config import nm_pattern  # noqa: E402
 from mvq_plugin.integrations.mm.scalars import last_scalar  # noqa: E402
+from mvq_plugin.machine import describe_machine  # noqa: E402
 
 DENSE_CFG = 'configs/demo/resnet18_fashion-mnist_dense.py'
 MVQ_CFG = 'configs/demo/resnet18_fashion-mnist_mvq.py'
@@ -126,6 +128,8 @@ def main(argv=None) -> dict:
     hw = json.loads((mvq_dir / 'hw' / f'val_{args.mvq_iters}' / 'hw_report.json').read_text())
     gains = hw['gains']
     summary = dict(
+        command=' '.join(['python', 'tools/demo.py', *(sys.argv[1:] if argv is None else argv)]),
+        machine=describe_machine(),
         dense_top1=last_scalar(dense_dir, 'accuracy/top1'),
         mvq_top1=last_scalar(mvq_dir, 'accuracy/top1'),
         compression_ratio=comp['compression_ratio'], accounted_bytes=comp['bits'] / 8,

@@ -25,10 +25,8 @@ import copy
 import functools
 import json
 import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +38,7 @@ from matching import Setting  # same folder (tools/bench/matching.py)
 
 from mvq_plugin.core.finetune import evaluate
 from mvq_plugin.data.fashion_mnist import load_fashion_mnist
+from mvq_plugin.machine import describe_machine  # noqa: F401  (re-exported)
 
 __all__ = ['REPO', 'command_line', 'describe_machine', 'set_threads', 'timed', 'best_of', 'stat',
            'fmt_stat', 'write_json', 'write_report', 'resnet50', 'train_mm', 'DENSE_CFG', 'BATCH',
@@ -65,28 +64,6 @@ def command_line(script: str | os.PathLike, argv: Sequence[str] | None = None) -
     shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
     args = sys.argv[1:] if argv is None else argv
     return shlex.join(['python', str(shown), *map(str, args)])
-
-
-def describe_machine() -> str:
-    """CPU model, the widest vector ISA (AVX-512 / AVX2), torch threads and version.
-
-    A kernel limit set through ``ATEN_CPU_CAPABILITY`` (e.g. ``avx2`` on an AVX-512 CPU, to
-    stand in for an AVX2 machine) is named too.
-    """
-    name = platform.processor() or platform.machine()
-    try:
-        info = subprocess.run(['lscpu'], capture_output=True, text=True).stdout
-        name = next((ln.split(':', 1)[1].strip() for ln in info.splitlines()
-                     if ln.startswith('Model name')), name)
-        flags = next((ln for ln in info.splitlines() if ln.startswith('Flags')), '')
-        isa = 'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'
-    except OSError:
-        isa = '?'
-    limit = os.environ.get('ATEN_CPU_CAPABILITY')
-    if limit:
-        isa += f' (torch kernels limited to {limit})'
-    return (f'{name}, {os.cpu_count()} cores, {isa}, {torch.get_num_threads()} torch threads, '
-            f'torch {torch.__version__}')
 
 
 def set_threads(threads: int, *, faiss: bool = False) -> None:
