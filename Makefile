@@ -48,9 +48,8 @@ bench-imagenet: setup  ## MobileNetV2 and EfficientNet-Lite0 (real ImageNet weig
 bench-hw: setup  ## the paper's hardware tables and figures beside the model's
 	$(PY) tools/bench/hw_paper.py --out $(BENCH_OUT)
 
-bench-detseg: setup-ops  ## Mask R-CNN and DeepLabV3, dense then MVQ, on the canvas sets
-	$(PY) tools/make_canvas_data.py
-	$(PY) tools/bench/detseg_sanity.py --out $(BENCH_OUT)/detseg_sanity
+bench-detseg: setup-ops  ## Mask R-CNN R18-FPN and DeepLab-V3 MobileNetV2 from random init, then dense control / vq / MVQ (resumable; many hours on 2 cores)
+	$(PY) tools/bench/detseg.py --seeds 0 1 --budget 600 --out $(BENCH_OUT)
 
 lint: setup
 	$(PY) -m ruff check mvq_plugin tools tests examples
