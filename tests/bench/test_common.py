@@ -1,5 +1,6 @@
-"""The benchmarks' shape: one shared helper module (``tools/bench/common.py``), no bench script
-importing another, the bench-only fixtures outside the installed package; and the helpers."""
+"""The benchmarks' shape: shared helper modules (``tools/bench/common.py``, the README table's
+``readme_table.py`` and two fixtures), no bench script importing another, the bench-only fixtures
+outside the installed package; and the helpers."""
 import ast
 import importlib.util
 import json
@@ -34,7 +35,7 @@ def test_no_bench_script_imports_another_and_every_one_uses_common():
     scripts = {p.stem for p in files if _is_script(p)}
     helpers = {p.stem for p in files} - scripts
     assert {'mvq_recipe', 'allocate', 'kmeans'} <= scripts
-    assert helpers == {'common', 'matching', 'imagenet_photos'}
+    assert helpers == {'common', 'matching', 'imagenet_photos', 'readme_table'}
     offenders = {p.stem: sorted(_imported_modules(p) & scripts) for p in files}
     assert {k: v for k, v in offenders.items() if v} == {}
     without_common = {s for s in scripts - STANDALONE
@@ -43,8 +44,7 @@ def test_no_bench_script_imports_another_and_every_one_uses_common():
 
 
 def test_bench_only_fixtures_are_not_in_the_package():
-    for name in ('mvq_plugin.core.matching', 'mvq_plugin.data.imagenet_photos',
-                 'mvq_plugin.machine'):
+    for name in ('mvq_plugin.core.matching', 'mvq_plugin.data.imagenet_photos'):
         assert importlib.util.find_spec(name) is None, name
 
 
