@@ -1,5 +1,5 @@
 # The paper's segmenter recipe on the hard-canvas DeepLab-V3 MobileNetV2 (configs/_base_/mvq/
-# mvq_deeplabv3.py: 1:2 = 50 % sparsity, d=16 output channels, k=512, int8 LSQ codebooks;
+# mvq_deeplabv3.py: 1:2 = 50 % sparsity, d=8 output channels, k=512, int8 LSQ codebooks;
 # the per-pixel classifiers dense): a fixed magnitude mask (ASP) for the first half of the
 # budget, masked k-means, then codebook fine-tuning, distilled from the dense model at the
 # decode head's input (the backbone's last feature map). Start from the dense checkpoint:

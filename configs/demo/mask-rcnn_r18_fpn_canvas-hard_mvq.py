@@ -1,5 +1,5 @@
 # The paper's detector recipe on the hard-canvas Mask R-CNN R18-FPN (configs/_base_/mvq/
-# mvq_mask_rcnn.py: 4:16 = 75 % sparsity, d=16 output channels, k=512, int8 LSQ codebooks;
+# mvq_mask_rcnn.py: 4:16 = 75 % sparsity, d=16 output channels, k=256, int8 LSQ codebooks;
 # prediction layers dense): a fixed magnitude mask (ASP) for the first half of the budget,
 # masked k-means, then codebook fine-tuning, both phases distilled from the dense model at
 # the neck. Start from the dense checkpoint, half the iterations sparse:

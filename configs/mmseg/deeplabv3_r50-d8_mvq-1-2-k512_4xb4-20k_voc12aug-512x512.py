@@ -1,4 +1,4 @@
-# DeepLabV3 R50-D8, VOC 2012 aug, 512x512, with the paper's segmenter setting (50 %, 1:2, d=16,
+# DeepLabV3 R50-D8, VOC 2012 aug, 512x512, with the paper's segmenter setting (50 %, 1:2, d=8,
 # k=512; configs/_base_/mvq/mvq_deeplabv3.py); the per-pixel classifiers stay dense.
 _base_ = [
     'mmseg::deeplabv3/deeplabv3_r50-d8_4xb4-20k_voc12aug-512x512.py',

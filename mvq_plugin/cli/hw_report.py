@@ -15,7 +15,7 @@ same command from a checkout)::
     # Markdown plus PNG plots
     mvq-hw-report --timm resnet50 --format md --plot work_dirs/hw
     # an OpenMMLab MVQ config, planned with its own settings
-    mvq-hw-report --config configs/mmdet/mask-rcnn_r50_fpn_mvq-4-16-k512_1x_coco.py \
+    mvq-hw-report --config configs/mmdet/mask-rcnn_r50_fpn_mvq-4-16-k256_1x_coco.py \
         --input-shape 1 3 800 1216
 
 A dense network costed on an architecture with the sparse array or the VQ weight stream

@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> str:
         n, m = args.nm
         the_plan = mvq.plan(model, mvq.MVQConfig(block_size=args.d, num_codewords=args.k,
                                                  n=n, m=m))
-    text = str(the_plan)
+    text = (f'{the_plan}\nplanned: {the_plan.model_bits(model):,} bits, '
+            f'{the_plan.compression_ratio(model):.2f}x vs fp32 (whole model, every other '
+            f'parameter at 32 bits); {the_plan.layers_ratio:.2f}x over the compressed layers '
+            f'(the paper\'s Eq. 7)')
     print(text)
     return text
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Iterable, Sequence
+from typing import Callable, Collection, Iterable, Iterator, Sequence
 
 from torch import nn
 from torch.nn.utils import parametrize
@@ -94,6 +94,26 @@ class Plan:
         """One flat record per layer."""
         return [lp.record() for lp in self.layers]
 
+    def model_bits(self, model: nn.Module) -> int:
+        """Bits of ``model``'s parameters once planned: the compressed layers' weights as
+        planned, every other parameter (biases, norms, dense layers) at 32 bits. ``model`` may
+        already be compressed (its codebooks are then not counted twice)."""
+        planned = {f'{lp.name}.weight' if lp.name else 'weight' for lp in self.compressed}
+        rest = sum(n for name, n in _dense_parameters(model) if name not in planned)
+        return sum(lp.bits for lp in self.compressed) + 32 * rest
+
+    def compression_ratio(self, model: nn.Module) -> float:
+        """``32 * parameters / model_bits``: the ratio the accounting will report."""
+        total = sum(n for _, n in _dense_parameters(model))
+        return 32 * total / self.model_bits(model)
+
+    @property
+    def layers_ratio(self) -> float:
+        """``32 * weights / bits`` over the compressed layers only: the paper's Eq. 7
+        (assignments, masks and codebooks against the fp32 weights they replace)."""
+        bits = sum(lp.bits for lp in self.compressed)
+        return 32 * sum(lp.numel for lp in self.compressed) / bits if bits else float('nan')
+
     def __str__(self) -> str:
         head = ('layer', 'type', 'shape', 'method', 'd', 'k', 'N:M', 'subvectors', 'bits',
                 'note')
@@ -111,6 +131,18 @@ class Plan:
         lines.append(f'{n_c} of {len(self.layers)} layers compressed, '
                      f'{len(self.layers) - n_c} kept dense (reasons above)')
         return '\n'.join(lines)
+
+
+def _dense_parameters(model: nn.Module) -> Iterator[tuple[str, int]]:
+    """``(name, numel)`` of the parameters of ``model`` before compression: a parametrized
+    weight by its own name (``conv.weight``, from ``conv.parametrizations.weight.original``),
+    the parametrization's own tensors (codebooks, scales) left out."""
+    for name, t in model.named_parameters():
+        head, sep, tail = name.partition('parametrizations.')
+        if not sep:
+            yield name, t.numel()
+        elif tail.endswith('.original'):
+            yield head + tail[:-len('.original')], t.numel()
 
 
 #: ``check(module, layer_config) -> reason | None`` of a registered layer type.

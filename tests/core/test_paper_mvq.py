@@ -154,28 +154,28 @@ def test_assignment_change_stopping_rule():
     assert 'last change' in str(report)
 
 
-def _planned_ratio(model, cfg):
-    """``32 * params / accounted bits`` from the plan (dense layers at 32 bits)."""
-    p = mvq.plan(model, cfg)
-    planned = {lp.name + '.weight' for lp in p.compressed}
-    rest = sum(t.numel() for n, t in model.named_parameters() if n not in planned)
-    bits = sum(lp.bits for lp in p.compressed) + 32 * rest
-    return 32 * sum(t.numel() for t in model.parameters()) / bits, p
-
-
-@pytest.mark.parametrize('arch,ratio,dense', [
-    ('resnet18', 22.3, ['conv1']),
-    ('resnet50', 21.3, ['conv1', 'layer1.0.conv1']),  # 64x64 1x1: 256 sub-vectors < k=512
+@pytest.mark.parametrize('arch,ratio,eq7,dense', [
+    ('resnet18', 22.3, 23.16, ['conv1']),
+    ('resnet50', 21.3, 22.49, ['conv1', 'layer1.0.conv1']),  # 64x64 1x1: 256 sub-vectors < k
 ])
-def test_resnet_preset_lands_at_the_papers_ratio(arch, ratio, dense):
+def test_resnet_preset_lands_at_the_papers_ratio(arch, ratio, eq7, dense):
     torchvision = pytest.importorskip('torchvision')
     model = getattr(torchvision.models, arch)()
-    cr, p = _planned_ratio(model, mvq.preset('resnet'))
+    p = mvq.plan(model, mvq.preset('resnet'))
+    cr = p.compression_ratio(model)
     assert cr == pytest.approx(ratio, abs=0.05)  # the paper: ~22x
+    assert p.layers_ratio == pytest.approx(eq7, abs=0.01)  # its Eq. 7, compressed layers only
+    # the accounting of the compressed model reports the planned ratio
+    small = mvq.preset('resnet', num_codewords=16, kmeans_iters=1)
+    net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.Conv2d(32, 32, 3), nn.Flatten(), nn.Linear(32, 16))
+    planned = mvq.plan(net, small)
+    mvq.compress(net, small)
+    stats = mvq.compression_stats(net)
+    assert planned.compression_ratio(net) == pytest.approx(stats.compression_ratio)
     assert [lp.name for lp in p.skipped] == dense
     fc = next(lp for lp in p.compressed if lp.name == 'fc')  # 1000 outputs: d=8 at 2:8
     assert (fc.config.block_size, fc.config.n, fc.config.m) == (8, 2, 8)
-    common, _ = _planned_ratio(model, mvq.preset('resnet_common_vq'))
+    common = mvq.plan(model, mvq.preset('resnet_common_vq')).compression_ratio(model)
     assert common == pytest.approx(cr, rel=0.05)  # the common-VQ baseline at the same ratio
 
 

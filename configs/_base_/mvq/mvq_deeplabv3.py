@@ -1,5 +1,6 @@
-# The paper's segmenter setting (mvq_plugin.preset('deeplabv3')): 50 % sparsity (1:2), d=16
-# output channels, k=512 (d and k our choice); the classifier convs (conv_seg) stay dense.
+# The paper's segmenter setting (mvq_plugin.preset('deeplabv3')): 50 % sparsity (1:2), d=8
+# output channels, k=512 (the paper's 19x, counted as its Eq. 7 over the compressed layers);
+# the classifier convs (conv_seg) stay dense.
 # Sparse phase: a fixed magnitude mask (ASP), the paper's choice for segmentation; feature
 # distillation from the dense model on the backbone's outputs (what the decode heads read:
 # an EncoderDecoder has no neck).

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def test_every_leaf_is_listed():
     names = {Path(p).name for p in LEAVES}
     assert len(LEAVES) == 12 and {
             'resnet18_mvq-4-16-k512_in1k.py', 'resnet50_mvq-4-16-k512_in1k.py',
-            'mobilenet-v2_mvq-1-2-k256_in1k.py', 'mask-rcnn_r50_fpn_mvq-4-16-k512_1x_coco.py',
+            'mobilenet-v2_mvq-1-2-k256_in1k.py', 'mask-rcnn_r50_fpn_mvq-4-16-k256_1x_coco.py',
             'deeplabv3_r50-d8_mvq-1-2-k512_4xb4-20k_voc12aug-512x512.py',
             'fcn_r50-d8_mvq-1-2-k512_4xb4-20k_voc12aug-512x512.py',
             'resnet18_fashion-mnist_mvq_budget.py', 'mask-rcnn_r18_fpn_canvas-hard_mvq.py',
@@ -72,6 +73,41 @@ def test_leaf_config_loads_and_builds(path):
     # The optimizer sees the codewords from the start.
     params = {id(p) for p in model.parameters()}
     assert all(id(q.codebook) in params for q in mvq_plugin.quantized_layers(model).values())
+
+
+@pytest.mark.slow
+@pytest.mark.mmcv_ops
+@pytest.mark.parametrize('config,preset,eq7,whole', [
+    # the paper's Table 6: Mask R-CNN R50-FPN 75 % at 26x, DeepLab-V3 MobileNetV2 50 % at 19x
+    ('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 'mask_rcnn', 25.85, 18.09),
+    ('mmseg::mobilenet_v2/mobilenet-v2-d8_deeplabv3_4xb4-160k_ade20k-512x512.py', 'deeplabv3',
+     19.00, 16.88),
+])
+def test_detection_and_segmentation_presets_land_at_the_papers_ratios(config, preset, eq7, whole):
+    """The ratio the paper's Eq. 7 gives over the compressed layers, and the whole model's."""
+    from mmengine.hub import get_config
+    from mmengine.registry import MODELS, DefaultScope, init_default_scope
+    cfg = get_config(config)  # the upstream file inside the installed package
+    scope = config.split('::')[0]
+    init_default_scope(scope)
+    with DefaultScope.overwrite_default_scope(scope):
+        model_cfg = cfg.model
+        model_cfg.pop('data_preprocessor', None)
+        model_cfg.pop('pretrained', None)
+        if scope == 'mmseg':  # VOC's 21 classes, the inference model (no auxiliary head)
+            model_cfg.backbone.init_cfg = None
+            model_cfg.decode_head.num_classes = 21
+            model_cfg.pop('auxiliary_head')
+        model = MODELS.build(model_cfg)
+    plan = mvq_plugin.plan(model, mvq_plugin.preset(preset))
+    assert plan.layers_ratio == pytest.approx(eq7, abs=0.01)
+    assert plan.compression_ratio(model) == pytest.approx(whole, abs=0.01)
+    dense = {lp.name for lp in plan.skipped}
+    if preset == 'mask_rcnn':
+        assert 'roi_head.bbox_head.shared_fcs.0' not in dense  # the FCs are compressed
+        assert dense == {'backbone.conv1', 'rpn_head.rpn_cls', 'rpn_head.rpn_reg',
+                         'roi_head.bbox_head.fc_cls', 'roi_head.bbox_head.fc_reg',
+                         'roi_head.mask_head.upsample', 'roi_head.mask_head.conv_logits'}
 
 
 def test_unknown_layer_pattern_fails_naming_it():
@@ -188,4 +224,7 @@ def test_plan_tool_prints_the_layer_names(tmp_path, config, dense, compressed, k
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip()}
     assert 'first conv' in rows[dense] or 'C_in' in rows[dense], rows[dense]
     assert '4:16' in rows[compressed] and k in rows[compressed].split(), rows[compressed]
-    assert 'layers compressed' in proc.stdout.splitlines()[-1]
+    summary, ratios = proc.stdout.splitlines()[-2:]
+    assert 'layers compressed' in summary
+    assert re.fullmatch(r"planned: [\d,]+ bits, [\d.]+x vs fp32 \(whole model.*\); [\d.]+x over "
+                        r"the compressed layers \(the paper's Eq. 7\)", ratios), ratios

@@ -1,4 +1,4 @@
-# Mask R-CNN R50-FPN 1x COCO with the paper's detector setting (75 %, 4:16, d=16, k=512;
+# Mask R-CNN R50-FPN 1x COCO with the paper's detector setting (75 %, 4:16, d=16, k=256;
 # configs/_base_/mvq/mvq_mask_rcnn.py). The prediction layers stay dense: RPN objectness and
 # box deltas, the box classifier/regressor and the mask logits (small, and every error there
 # hits the metric directly).
