@@ -16,3 +16,31 @@ def test_vq_rows_match_mvq_bits_on_the_shipped_models():
         vq, bits, target = detseg.vq_setting(detseg.CASES[case])
         assert vq.method == 'vq' and (vq.block_size, vq.num_codewords) == (d, k), case
         assert 0 <= bits / target - 1 <= 0.02, case
+
+
+def test_report_decomposes_mvq_against_the_dense_control():
+    import detseg
+
+    hw = dict(macs=2.0e8, cycles=12345, energy_uj=10.0, baseline_macs=4.0e8,
+              baseline_cycles=50000, baseline_energy_uj=40.0)
+
+    def run(row, final, after_sparse=None):
+        curve = [dict(step=300, mIoU=after_sparse)] if after_sparse else []
+        compressed = row != 'dense control'
+        return dict(row=row, seed=0, final=dict(mIoU=final, aAcc=90.0),
+                    curve=curve + [dict(step=600, mIoU=final)], seconds=600.0,
+                    hardware=hw if compressed else None, ratio=16.0 if compressed else None,
+                    layers_ratio=19.0 if compressed else None)
+
+    dense = dict(iters=4000, seconds=3600.0, curve=[dict(step=4000, mIoU=61.0)],
+                 final=dict(mIoU=61.0, aAcc=92.0))
+    result = dict(machine='M', command='c', budget=600, seeds=[0], cases=dict(deeplabv3=dict(
+        dense=dense, vq=dict(label='vq d=4 k=256', bits=101, mvq_bits=100),
+        rows={'dense control': [run('dense control', 61.5)], 'vq': [run('vq', 58.0)],
+              'mvq': [run('mvq', 57.0, after_sparse=60.0)]})))
+    text = detseg.markdown(result)
+    assert '| dense | 61.0 | 92.0 | 1.0x | - | 400 | 50,000 | 40.0 | - | mIoU 72.9 |' in text
+    assert ('| mvq | 57.0 [57.0, 57.0] | 90.0 [90.0, 90.0] | 16.0x | 19.0x | 200 | 12,345 | '
+            '10.0 | 10 min | mIoU 66.5 at 19x |') in text
+    assert 'pruning costs 1.5' in text and 'clustering net of recovery costs 3.0' in text
+    assert 'MVQ loses to vq by 1.0 points of mIoU' in text

@@ -114,7 +114,21 @@ def _hardware(work: Path) -> dict[str, Any] | None:
                 baseline=base.get('arch', {}).get('name'),
                 baseline_cycles=base.get('totals', {}).get('cycles'),
                 baseline_energy_uj=base.get('totals', {}).get('energy_uj'),
-                macs=report['totals'].get('macs'))
+                macs=report['totals'].get('macs'),
+                baseline_macs=base.get('totals', {}).get('macs'))
+
+
+def _train_seconds(work: Path) -> float:
+    """Time spent in training iterations by every run in ``work`` (resumed ones included):
+    each logged iteration time times the iterations since the previous log line."""
+    total, last = 0.0, 0
+    for record in read_scalars(work):
+        if 'time' not in record or 'lr' not in record:
+            continue  # validation records
+        step = int(record['step'])
+        total += float(record['time']) * (step - last if step > last else step)
+        last = step
+    return total
 
 
 def run_dense(name: str, case: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -124,10 +138,11 @@ def run_dense(name: str, case: dict[str, Any], work: Path) -> dict[str, Any]:
     done = run / 'row.json'
     if done.is_file():
         return json.loads(done.read_text())
-    seconds = train_mm(case['dense'], run, [], resume=True)
+    train_mm(case['dense'], run, [], resume=True)
     curve = _val(run, case['metrics'])
+    # the training time of every session it took (a resumed run's own wall time is not it)
     row = dict(iters=iters, checkpoint=str(run / f'iter_{iters}.pth'), curve=curve,
-               final=curve[-1] if curve else {}, seconds=seconds)
+               final=curve[-1] if curve else {}, seconds=_train_seconds(run))
     done.write_text(json.dumps(row, indent=1))
     return row
 
@@ -152,7 +167,9 @@ def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[st
         config = case['mvq']
         options = common + [f'{case["scheduler"]}={b}', f'model.mvq.seed={seed}']
         if row == 'mvq':
-            options.append(f'custom_hooks.0.sparse_finetune_iters={b // 2}')
+            # validated after the sparse phase too (before clustering): the decomposition
+            options += [f'custom_hooks.0.sparse_finetune_iters={b // 2}',
+                        f'train_cfg.val_interval={b // 2}']
         else:
             options += ['model.mvq.method=vq', 'model.mvq.n=1', 'model.mvq.m=1',
                         f'model.mvq.block_size={vq.block_size}',
@@ -160,13 +177,16 @@ def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[st
                         'model.sparse_finetune=False']
     seconds = train_mm(config, run, options)
     curve = _val(run, case['metrics'])
-    out = dict(row=row, seed=seed, final=curve[-1] if curve else {}, seconds=seconds,
-               hardware=_hardware(run))
+    out = dict(row=row, seed=seed, final=curve[-1] if curve else {}, curve=curve,
+               seconds=seconds, hardware=_hardware(run))
     report = run / 'mvq_report.json'
     if report.is_file():
-        comp = json.loads(report.read_text())['compression']
+        data = json.loads(report.read_text())
+        comp = data['compression']
+        compressed_bits = comp['bits'] - comp['bits_uncompressed']
         out.update(ratio=comp['compression_ratio'], bits=comp['bits'],
-                   artifact_bytes=json.loads(report.read_text()).get('artifact', {}).get('bytes'))
+                   layers_ratio=32 * comp['params_compressed'] / compressed_bits,
+                   artifact_bytes=data.get('artifact', {}).get('bytes'))
     done.write_text(json.dumps(out, indent=1))
     return out
 
@@ -178,47 +198,87 @@ def _mean(rows: list[dict[str, Any]], key: str) -> dict[str, float] | None:
     return dict(mean=statistics.fmean(vals), min=min(vals), max=max(vals), n=len(vals))
 
 
+def _fmt(s: dict[str, float] | None) -> str:
+    return f'{s["mean"]:.1f} [{s["min"]:.1f}, {s["max"]:.1f}]' if s else '-'
+
+
+def _at(runs: list[dict[str, Any]], step: int, key: str) -> list[float]:
+    """``key`` at validation ``step`` of each run."""
+    return [c[key] for r in runs for c in r.get('curve', []) if c['step'] == step and key in c]
+
+
 def markdown(result: dict[str, Any]) -> str:
+    budget = result['budget']
     lines = ['# Detection and segmentation on the hard canvas sets: the paper\'s Table 6 in form',
              '', f'- machine: {result["machine"]}', f'- command: `{result["command"]}`',
-             f'- fine-tuning budget per row: {result["budget"]} iterations (MVQ: half sparse, '
-             f'half codebook); seeds {result["seeds"]}; mean [min, max]', '']
+             f'- fine-tuning budget per row: {budget} iterations (MVQ: half fixed-mask sparse '
+             f'training, half codebook); seeds {result["seeds"]}; mean [min, max]',
+             '- CR: the accounted ratio of the whole model (every dense parameter at 32 bits); '
+             'Eq. 7: the paper\'s ratio, over the compressed layers only',
+             '- MMACs and the hardware estimate: the model of one validation image on the 64x64 '
+             'EWS-CMS array (the dense row: the EWS baseline of the same run)',
+             '- the paper\'s column is COCO / VOC with R50-FPN / MobileNetV2 at full size: for '
+             'shape only', '']
     for name, r in result['cases'].items():
         case, paper = CASES[name], PAPER[name]
         keys = list(case['metrics'])
+        head = case['headline']
         d = r['dense']
         lines += [f'## {name}', '',
-                  f'Dense from random init: {d["iters"]} iterations, {d["seconds"] / 3600:.1f} h; '
-                  'validation curve ' + ', '.join(
-                      f'{c["step"]}: {c.get(case["headline"], float("nan")):.1f}'
-                      for c in d['curve']) + '.', '']
+                  f'Dense from random init: {d["iters"]} iterations, '
+                  f'{d["seconds"] / 3600:.1f} h of training iterations; validation curve '
+                  + ', '.join(f'{c["step"]}: {c.get(head, float("nan")):.1f}'
+                              for c in d['curve']) + '.', '']
         if 'vq' in r:
             lines += [f'vq setting: {r["vq"]["label"]} ({r["vq"]["bits"]:,} bits vs MVQ '
                       f'{r["vq"]["mvq_bits"]:,}, {r["vq"]["bits"] / r["vq"]["mvq_bits"] - 1:+.1%})',
                       '']
-        lines += ['| row | ' + ' | '.join(keys) + ' | CR | hw cycles | hw energy (uJ) | '
-                  'wall per row | paper |', '|---|' + '---:|' * (len(keys) + 4) + '---|']
-        lines.append('| dense | ' + ' | '.join(f'{d["final"].get(k, float("nan")):.1f}'
-                                              for k in keys) + ' | 1.0x | | | | '
-                     + ', '.join(f'{k} {v}' for k, v in paper['dense'].items()) + ' |')
+        any_hw = next((x['hardware'] for runs in r['rows'].values() for x in runs
+                       if x.get('hardware')), None) or {}
+        lines += ['| row | ' + ' | '.join(keys) + ' | CR | CR (Eq. 7) | MMACs | hw cycles | '
+                  'hw energy (uJ) | wall per row | paper |',
+                  '|---|' + '---:|' * (len(keys) + 6) + '---|']
+        base_macs = any_hw.get('baseline_macs')
+        cells = [f'{d["final"].get(k, float("nan")):.1f}' for k in keys] + [
+            '1.0x', '-', f'{base_macs / 1e6:.0f}' if base_macs else '-',
+            f'{any_hw["baseline_cycles"]:,.0f}' if any_hw.get('baseline_cycles') else '-',
+            f'{any_hw["baseline_energy_uj"]:.1f}' if any_hw.get('baseline_energy_uj') else '-',
+            '-', ', '.join(f'{k} {v}' for k, v in paper['dense'].items())]
+        lines.append('| dense | ' + ' | '.join(cells) + ' |')
         for row in ROWS:
             runs = r['rows'].get(row, [])
             if not runs:
                 lines.append(f'| {row} | ' + ' | '.join('not run yet' for _ in keys)
-                             + ' | | | | | |')
+                             + ' |' * 8)
                 continue
-            stats = {k: _mean(runs, k) for k in keys}
             hw = runs[0].get('hardware') or {}
-            ratio = runs[0].get('ratio')
-            lines.append(
-                f'| {row} | ' + ' | '.join(
-                    f'{s["mean"]:.1f} [{s["min"]:.1f}, {s["max"]:.1f}]' if s else '-'
-                    for s in stats.values())
-                + f' | {f"{ratio:.1f}x" if ratio else "1.0x"} | '
-                f'{hw.get("cycles", 0):,.0f} | {hw.get("energy_uj", 0):.1f} | '
-                f'{statistics.fmean(x["seconds"] for x in runs) / 60:.0f} min | '
-                + (', '.join(f'{k} {v}' for k, v in paper['mvq'].items())
-                   + f' at {paper["ratio"]}x' if row == 'mvq' else '') + ' |')
+            ratio, eq7 = runs[0].get('ratio'), runs[0].get('layers_ratio')
+            cells = [_fmt(_mean(runs, k)) for k in keys] + [
+                f'{ratio:.1f}x' if ratio else '1.0x', f'{eq7:.1f}x' if eq7 else '-',
+                f'{hw["macs"] / 1e6:.0f}' if hw.get('macs') else '-',
+                f'{hw["cycles"]:,.0f}' if hw.get('cycles') else '-',
+                f'{hw["energy_uj"]:.1f}' if hw.get('energy_uj') else '-',
+                f'{statistics.fmean(x["seconds"] for x in runs) / 60:.0f} min',
+                ', '.join(f'{k} {v}' for k, v in paper['mvq'].items()) + f' at {paper["ratio"]}x'
+                if row == 'mvq' else '']
+            lines.append(f'| {row} | ' + ' | '.join(cells) + ' |')
+        mvq_runs = r['rows'].get('mvq', [])
+        sparse = _at(mvq_runs, budget // 2, head)
+        if mvq_runs and sparse and head in d['final']:
+            control = _mean(r['rows'].get('dense control', []), head)
+            final = _mean(mvq_runs, head)
+            ref = control['mean'] if control else d['final'][head]
+            after = statistics.fmean(sparse)
+            lines += ['', f'MVQ\'s {head}, decomposed against the dense control ({ref:.1f}): '
+                      f'after the fixed-mask sparse phase {after:.1f} (pruning costs '
+                      f'{ref - after:.1f}); after clustering and codebook fine-tuning '
+                      f'{final["mean"]:.1f} (clustering net of recovery costs '
+                      f'{after - final["mean"]:.1f}).']
+            vq_mean = _mean(r['rows'].get('vq', []), head)
+            if vq_mean:
+                diff = final['mean'] - vq_mean['mean']
+                lines.append(f'MVQ {"beats" if diff >= 0 else "loses to"} vq by '
+                             f'{abs(diff):.1f} points of {head}.')
         lines.append('')
     return '\n'.join(lines) + '\n'
 
