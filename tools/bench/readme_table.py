@@ -168,18 +168,38 @@ def _allocate(results: Path) -> Row | None:
                machine_id(meta['machine']), _link('allocate.md'))
 
 
+#: The benchmark's cases: the model, the ``_base_`` config a user inherits, the headline metric.
+_DETSEG = {'mask_rcnn': ('Mask R-CNN R18-FPN', '_base_/mvq/mvq_mask_rcnn.py', 'bbox', 'box mAP'),
+           'deeplabv3': ('DeepLab-V3 MobileNetV2', '_base_/mvq/mvq_deeplabv3.py', 'mIoU',
+                         'mIoU')}
+
+
+def _detseg_case(name: str, case: dict[str, Any]) -> str:
+    model, base, key, label = _DETSEG[name]
+    dense = case['dense']['final'].get(key)
+    parts = [f'dense {dense:.1f}' if dense is not None else 'dense training']
+    for row in ('vq', 'mvq'):
+        runs = [r for r in case.get('rows', {}).get(row, []) if key in r.get('final', {})]
+        if runs:
+            mean = statistics.fmean(r['final'][key] for r in runs)
+            parts.append(f'{row} {mean:.1f} at {runs[0]["ratio"]:.1f}x '
+                         f'({runs[0]["layers_ratio"]:.1f}x by Eq. 7)')
+    done = len(parts) == 3
+    return (f'{model} (`{base}`), {label}: ' + ', '.join(parts)
+            + ('' if done else ' (rows still running)'))
+
+
 def _detseg(results: Path) -> Row | None:
     d = _load(results, 'detseg')
-    superseded = 'superseded: ' + ', '.join(_link(f'detseg_sanity_{n}.md')
-                                            for n in ('mask_rcnn', 'deeplabv3'))
+    what = ('Detection and segmentation (the paper\'s Table 6 in form): hard canvas sets, '
+            'from random init')
     if d is None:
-        return Row('Detection and segmentation: Mask R-CNN R18-FPN, DeepLabV3 MobileNetV2 on '
-                   'the hard canvas sets', 'running; the results will be in '
-                   '`docs/results/detseg.md`', 'python tools/bench/detseg.py', '-', superseded)
-    meta = _meta(d)
-    return Row('Detection and segmentation: Mask R-CNN, DeepLabV3 on the canvas sets',
-               'see the report', meta['command'], machine_id(meta['machine']),
-               _link('detseg.md'))
+        superseded = 'superseded: ' + ', '.join(_link(f'detseg_sanity_{n}.md')
+                                                for n in ('mask_rcnn', 'deeplabv3'))
+        return Row(what, 'running; the results will be in `docs/results/detseg.md`',
+                   'python tools/bench/detseg.py', '-', superseded)
+    result = '; '.join(_detseg_case(name, case) for name, case in d['cases'].items())
+    return Row(what, result, d['command'], machine_id(d['machine']), _link('detseg.md'))
 
 
 def _hardware(results: Path) -> Row | None:
