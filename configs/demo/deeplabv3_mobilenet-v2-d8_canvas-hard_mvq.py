@@ -4,7 +4,7 @@
 # budget, masked k-means, then codebook fine-tuning, distilled from the dense model at the
 # decode head's input (the backbone's last feature map). Start from the dense checkpoint:
 #   python tools/train.py configs/demo/deeplabv3_mobilenet-v2-d8_canvas-hard_mvq.py \
-#       --cfg-options load_from=work_dirs/detseg/deeplabv3_dense/iter_4000.pth \
+#       --cfg-options load_from=work_dirs/detseg/deeplabv3_dense/iter_6000.pth \
 #       custom_hooks.0.sparse_finetune_iters=300
 _base_ = [
     './deeplabv3_mobilenet-v2-d8_canvas-hard_dense.py',
@@ -16,10 +16,10 @@ model = dict(_delete_=True, type='mvq_plugin.MVQModel', model={{_base_.model}},
              mvq={{_base_.mvq_cfg}}, sparse_finetune=True)
 custom_hooks = [{{_base_.mvq_hook}}, {{_base_.hw_hook}}]
 max_iters = 600
-optim_wrapper = dict(optimizer=dict(lr=0.005),
+optim_wrapper = dict(optimizer=dict(lr=2e-4),  # AdamW (the dense config's), a fifth of its lr
                      paramwise_cfg=dict(custom_keys={'.codebook': dict(decay_mult=0.0),
                                                      '.lsq_scale': dict(decay_mult=0.0)}))
-param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters,
+param_scheduler = [dict(type='PolyLR', eta_min=1e-6, power=0.9, begin=0, end=max_iters,
                         by_epoch=False)]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters))

@@ -147,6 +147,21 @@ def run_dense(name: str, case: dict[str, Any], work: Path) -> dict[str, Any]:
     return row
 
 
+def dense_control_config(case: dict[str, Any], run: Path, budget: int) -> Path:
+    """A config for the dense control, written into its work dir: the dense config with the
+    MVQ config's fine-tuning lr and schedule over ``budget`` iterations (the control trains as
+    the compressed rows do; a list of schedulers cannot be replaced by ``--cfg-options``)."""
+    from mmengine.config import Config
+    mvq = Config.fromfile(str(REPO / case['mvq']))
+    schedulers = [dict(s, end=budget) for s in mvq.param_scheduler]
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / 'dense_control.py'
+    path.write_text(f"_base_ = [{str(REPO / case['dense'])!r}]\n"
+                    f"optim_wrapper = dict(optimizer=dict(lr={mvq.optim_wrapper.optimizer.lr!r}))\n"
+                    f"param_scheduler = {schedulers!r}\n")
+    return path
+
+
 def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[str, Any],
             vq: Setting, args: argparse.Namespace) -> dict[str, Any]:
     """One fine-tuning row from the dense checkpoint (kept in its own work dir)."""
@@ -159,10 +174,8 @@ def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[st
               f'train_cfg.max_iters={b}', f'train_cfg.val_interval={b}',
               f'default_hooks.checkpoint.interval={b}']
     if row == 'dense control':
-        config = case['dense']
-        options = common + ['optim_wrapper.optimizer.lr=0.005',
-                            f'param_scheduler=[dict(type="CosineAnnealingLR",by_epoch=False,'
-                            f'begin=0,end={b},eta_min=1e-4)]']
+        config = str(dense_control_config(case, run, b))
+        options = common
     else:
         config = case['mvq']
         options = common + [f'{case["scheduler"]}={b}', f'model.mvq.seed={seed}']
