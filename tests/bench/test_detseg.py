@@ -44,3 +44,17 @@ def test_report_decomposes_mvq_against_the_dense_control():
             '10.0 | 10 min | mIoU 66.5 at 19x |') in text
     assert 'pruning costs 1.5' in text and 'clustering net of recovery costs 3.0' in text
     assert 'MVQ loses to vq by 1.0 points of mIoU' in text
+
+
+def test_dense_control_trains_with_the_mvq_configs_lr_and_schedule(tmp_path):
+    import detseg
+    from mmengine.config import Config
+
+    case = detseg.CASES['deeplabv3']
+    cfg = Config.fromfile(str(detseg.dense_control_config(case, tmp_path / 'run', 600)))
+    mvq = Config.fromfile(str(detseg.REPO / case['mvq']))
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'  # the dense config's optimizer
+    assert cfg.optim_wrapper.optimizer.lr == mvq.optim_wrapper.optimizer.lr == 2e-4
+    assert [dict(s) for s in cfg.param_scheduler] == [dict(s, end=600)
+                                                      for s in mvq.param_scheduler]
+    assert cfg.model.type == 'EncoderDecoder'  # the dense model, not MVQModel
