@@ -87,11 +87,19 @@ class CompressionStats:
         """``32 * params_total / bits``."""
         return 32 * self.params_total / self.bits if self.bits else float('nan')
 
+    @property
+    def layers_ratio(self) -> float:
+        """``32 * params_compressed / (bits - bits_uncompressed)``: the ratio over the
+        compressed layers only, the paper's Eq. 7 (assignments, masks and codebooks against the
+        fp32 weights they replace)."""
+        bits = self.bits - self.bits_uncompressed
+        return 32 * self.params_compressed / bits if bits else float('nan')
+
     def to_dict(self) -> dict:
         """Plain dict including the derived totals."""
         out = asdict(self)
         out.update(bits=self.bits, bytes=self.bytes, stored_bytes=self.stored_bytes,
-                   compression_ratio=self.compression_ratio)
+                   compression_ratio=self.compression_ratio, layers_ratio=self.layers_ratio)
         return out
 
     def __str__(self) -> str:
@@ -102,7 +110,8 @@ class CompressionStats:
             f'bits              : {self.bits:,} ({mib:.3f} MiB) = indices {self.bits_indices:,}'
             f' + masks {self.bits_masks:,} + codebooks {self.bits_codebooks:,}'
             f' + uncompressed {self.bits_uncompressed:,}',
-            f'compression ratio : {self.compression_ratio:.2f}x vs fp32',
+            f'compression ratio : {self.compression_ratio:.2f}x vs fp32 '
+            f'({self.layers_ratio:.2f}x over the compressed layers, the paper\'s Eq. 7)',
             f'buffers           : {self.buffer_elements:,} elements, {self.bits_buffers:,} bits '
             f'(BN statistics etc.; not in the ratio)',
         ]

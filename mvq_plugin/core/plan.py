@@ -98,13 +98,13 @@ class Plan:
         """Bits of ``model``'s parameters once planned: the compressed layers' weights as
         planned, every other parameter (biases, norms, dense layers) at 32 bits. ``model`` may
         already be compressed (its codebooks are then not counted twice)."""
-        planned = {f'{lp.name}.weight' if lp.name else 'weight' for lp in self.compressed}
-        rest = sum(n for name, n in _dense_parameters(model) if name not in planned)
+        planned = {id(_weight(model.get_submodule(lp.name))) for lp in self.compressed}
+        rest = sum(p.numel() for p in _dense_parameters(model) if id(p) not in planned)
         return sum(lp.bits for lp in self.compressed) + 32 * rest
 
     def compression_ratio(self, model: nn.Module) -> float:
         """``32 * parameters / model_bits``: the ratio the accounting will report."""
-        total = sum(n for _, n in _dense_parameters(model))
+        total = sum(p.numel() for p in _dense_parameters(model))
         return 32 * total / self.model_bits(model)
 
     @property
@@ -133,16 +133,20 @@ class Plan:
         return '\n'.join(lines)
 
 
-def _dense_parameters(model: nn.Module) -> Iterator[tuple[str, int]]:
-    """``(name, numel)`` of the parameters of ``model`` before compression: a parametrized
-    weight by its own name (``conv.weight``, from ``conv.parametrizations.weight.original``),
-    the parametrization's own tensors (codebooks, scales) left out."""
-    for name, t in model.named_parameters():
-        head, sep, tail = name.partition('parametrizations.')
-        if not sep:
-            yield name, t.numel()
-        elif tail.endswith('.original'):
-            yield head + tail[:-len('.original')], t.numel()
+def _weight(module: nn.Module) -> nn.Parameter:
+    """The tensor ``module.weight`` is derived from: itself, or a parametrization's original."""
+    if parametrize.is_parametrized(module, 'weight'):
+        return module.parametrizations.weight.original
+    return module.weight
+
+
+def _dense_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+    """The parameters of ``model`` before compression: a parametrized weight by its original
+    tensor, the parametrizations' own tensors (codebooks, scales) left out."""
+    own = {id(p) for m in model.modules() if parametrize.is_parametrized(m, 'weight')
+           for p in m.parametrizations.weight.parameters()
+           if p is not m.parametrizations.weight.original}
+    return (p for p in model.parameters() if id(p) not in own)
 
 
 #: ``check(module, layer_config) -> reason | None`` of a registered layer type.

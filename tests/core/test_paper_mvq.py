@@ -172,6 +172,10 @@ def test_resnet_preset_lands_at_the_papers_ratio(arch, ratio, eq7, dense):
     mvq.compress(net, small)
     stats = mvq.compression_stats(net)
     assert planned.compression_ratio(net) == pytest.approx(stats.compression_ratio)
+    assert planned.layers_ratio == pytest.approx(stats.layers_ratio)
+    assert stats.to_dict()['layers_ratio'] == stats.layers_ratio
+    # a compressed model plans to the same bits (its codebooks are not counted twice)
+    assert planned.model_bits(net) == stats.bits
     assert [lp.name for lp in p.skipped] == dense
     fc = next(lp for lp in p.compressed if lp.name == 'fc')  # 1000 outputs: d=8 at 2:8
     assert (fc.config.block_size, fc.config.n, fc.config.m) == (8, 2, 8)
