@@ -49,7 +49,7 @@ bench-hw: setup  ## the paper's hardware tables and figures beside the model's
 	$(PY) tools/bench/hw_paper.py --out $(BENCH_OUT)
 
 bench-detseg: setup-ops  ## Mask R-CNN R18-FPN and DeepLab-V3 MobileNetV2 from random init, then dense control / vq / MVQ (resumable; many hours on 2 cores)
-	$(PY) tools/bench/detseg.py --seeds 0 1 --budget 600 --out $(BENCH_OUT)
+	$(PY) tools/bench/detseg.py --seeds 0 1 --budget 400 --out $(BENCH_OUT)
 
 lint: setup
 	$(PY) -m ruff check mvq_plugin tools tests examples

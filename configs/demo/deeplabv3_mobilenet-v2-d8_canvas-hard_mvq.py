@@ -4,8 +4,8 @@
 # budget, masked k-means, then codebook fine-tuning, distilled from the dense model at the
 # decode head's input (the backbone's last feature map). Start from the dense checkpoint:
 #   python tools/train.py configs/demo/deeplabv3_mobilenet-v2-d8_canvas-hard_mvq.py \
-#       --cfg-options load_from=work_dirs/detseg/deeplabv3_dense/iter_6000.pth \
-#       custom_hooks.0.sparse_finetune_iters=300
+#       --cfg-options load_from=work_dirs/detseg/deeplabv3_dense/iter_3000.pth \
+#       custom_hooks.0.sparse_finetune_iters=200
 _base_ = [
     './deeplabv3_mobilenet-v2-d8_canvas-hard_dense.py',
     '../_base_/mvq/mvq_deeplabv3.py',
@@ -15,7 +15,7 @@ custom_imports = dict(imports=['mvq_plugin'], allow_failed_imports=False)
 model = dict(_delete_=True, type='mvq_plugin.MVQModel', model={{_base_.model}},
              mvq={{_base_.mvq_cfg}}, sparse_finetune=True)
 custom_hooks = [{{_base_.mvq_hook}}, {{_base_.hw_hook}}]
-max_iters = 600
+max_iters = 400
 optim_wrapper = dict(optimizer=dict(lr=2e-4),  # AdamW (the dense config's), a fifth of its lr
                      paramwise_cfg=dict(custom_keys={'.codebook': dict(decay_mult=0.0),
                                                      '.lsq_scale': dict(decay_mult=0.0)}))

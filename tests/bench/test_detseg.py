@@ -58,3 +58,28 @@ def test_dense_control_trains_with_the_mvq_configs_lr_and_schedule(tmp_path):
     assert [dict(s) for s in cfg.param_scheduler] == [dict(s, end=600)
                                                       for s in mvq.param_scheduler]
     assert cfg.model.type == 'EncoderDecoder'  # the dense model, not MVQModel
+
+
+def test_rows_of_the_committed_report_are_not_trained_again(tmp_path, monkeypatch):
+    """A fresh checkout has no work dirs: the report under ``--out`` carries the finished rows,
+    and the dense model is not retrained when no row needs its checkpoint."""
+    import json
+
+    import detseg
+
+    def no_training(*args, **kwargs):
+        raise AssertionError('a kept row was trained again')
+
+    monkeypatch.setattr(detseg, 'train_mm', no_training)
+    iters = detseg.dense_iters(detseg.CASES['deeplabv3']['dense'])
+    dense = dict(iters=iters, checkpoint=str(tmp_path / 'gone.pth'), seconds=1.0,
+                 curve=[dict(step=iters, mIoU=61.0)], final=dict(mIoU=61.0))
+    row = dict(row='vq', seed=0, final=dict(mIoU=58.0), curve=[], seconds=2.0, hardware=None)
+    (tmp_path / 'detseg.json').write_text(json.dumps(dict(
+        budget=600, cases=dict(deeplabv3=dict(dense=dense, rows=dict(vq=[row]))))))
+    assert detseg.kept_rows(tmp_path / 'detseg.json', 300) == {}  # another budget: nothing
+    result = detseg.main(['--cases', 'deeplabv3', '--rows', 'vq', '--seeds', '0', '--budget', '600',
+                          '--work-dir', str(tmp_path / 'work'), '--out', str(tmp_path)])
+    entry = result['cases']['deeplabv3']
+    assert entry['dense'] == dense and entry['rows'] == dict(vq=[row])
+    assert '| vq | 58.0' in (tmp_path / 'detseg.md').read_text()

@@ -53,3 +53,19 @@ def test_machine_lines_map_to_ids():
         readme_table.machine_id('Apple M2')
     with pytest.raises(ValueError, match='no results table markers'):
         readme_table.readme_section('# a README without the table')
+
+
+def test_detection_segmentation_row_names_each_base_config_and_what_is_still_to_run(tmp_path):
+    results = tmp_path / 'results'
+    shutil.copytree(RESULTS, results)
+    rows = {row: [dict(final=dict(mIoU=m), ratio=16.9, layers_ratio=19.0)]
+            for row, m in (('vq', 55.25), ('mvq', 54.0))}
+    (results / 'detseg.json').write_text(json.dumps(dict(
+        machine='AMD EPYC, 2 cores, AVX2, 2 torch threads', command='python tools/bench/x.py',
+        cases=dict(deeplabv3=dict(dense=dict(final=dict(mIoU=58.0)), rows=rows)))))
+    (results / 'detseg.md').write_text('x\n')
+    row = next(r for r in readme_table.rows(results) if r.what.startswith('Detection'))
+    assert row.result == ('Mask R-CNN R18-FPN: still to run; DeepLab-V3 MobileNetV2 '
+                          '(`_base_/mvq/mvq_deeplabv3.py`), mIoU: dense 58.0, '
+                          'vq 55.2 at 16.9x (19.0x by Eq. 7), mvq 54.0 at 16.9x (19.0x by Eq. 7)')
+    assert row.machine == 'M1'

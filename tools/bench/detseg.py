@@ -19,12 +19,14 @@ items placed freely with occlusion, 16-72 px, distractor shapes; ``tools/make_ca
      segmenter's backbone outputs), int8 LSQ codebooks.
 
 Each row keeps its work dir (checkpoint, logs, ``mvq_report.json``, the hardware report of
-the 64x64 EWS-CMS array against EWS) and a ``row.json``; a rerun skips finished rows, so the
-benchmark can span several sessions. Reports box/mask AP or mIoU, the accounted compression
-ratio, effective MACs and the hardware estimate per row, beside the paper's Table 6 (for shape
-only: COCO and VOC, other models).
+the 64x64 EWS-CMS array against EWS) and a ``row.json``; a rerun skips finished rows, those
+with a ``row.json`` and those already in the report under ``--out`` at the same budget (the
+committed report carries them into a fresh checkout), so the benchmark can span several
+sessions. The dense model is retrained only while rows that need its checkpoint remain.
+Reports box/mask AP or mIoU, the accounted compression ratio, effective MACs and the hardware
+estimate per row, beside the paper's Table 6 (for shape only: COCO and VOC, other models).
 
-    python tools/bench/detseg.py [--cases mask_rcnn deeplabv3] [--seeds 0 1] [--budget 600]
+    python tools/bench/detseg.py [--cases mask_rcnn deeplabv3] [--seeds 0 1] [--budget 400]
         [--work-dir work_dirs/detseg] [--out DIR]
 """
 from __future__ import annotations
@@ -131,13 +133,39 @@ def _train_seconds(work: Path) -> float:
     return total
 
 
-def run_dense(name: str, case: dict[str, Any], work: Path) -> dict[str, Any]:
-    """Trains (or resumes) the dense model; its validation curve and final checkpoint."""
+def _ensure_data(case: dict[str, Any]) -> None:
+    """Writes the case's canvas set when it is not on disk (before anything trains on it)."""
+    if not (REPO / case['data']).is_dir():
+        subprocess.run([sys.executable, str(REPO / 'tools/make_canvas_data.py'), '--hard',
+                        '--train', '3000', '--val', '300'], cwd=REPO, check=True)
+
+
+def kept_rows(report: Path, budget: int) -> dict[str, dict[str, Any]]:
+    """The cases of an earlier report at the same ``budget``: ``{case: {'dense': row,
+    (row, seed): row}}`` (empty without one)."""
+    if not report.is_file():
+        return {}
+    old = json.loads(report.read_text())
+    if old.get('budget') != budget:
+        return {}
+    return {name: {'dense': entry['dense'],
+                   **{(r['row'], r['seed']): r for runs in entry.get('rows', {}).values()
+                      for r in runs}}
+            for name, entry in old.get('cases', {}).items()}
+
+
+def run_dense(name: str, case: dict[str, Any], work: Path,
+              kept: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Trains (or resumes) the dense model; its validation curve and final checkpoint.
+    ``kept``: the dense row of an earlier report, used as it is when its iterations match."""
     iters = dense_iters(case['dense'])
     run = work / f'{name}_dense'
     done = run / 'row.json'
     if done.is_file():
         return json.loads(done.read_text())
+    if kept is not None and kept.get('iters') == iters:
+        return kept
+    _ensure_data(case)
     train_mm(case['dense'], run, [], resume=True)
     curve = _val(run, case['metrics'])
     # the training time of every session it took (a resumed run's own wall time is not it)
@@ -188,6 +216,7 @@ def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[st
                         f'model.mvq.block_size={vq.block_size}',
                         f'model.mvq.num_codewords={vq.num_codewords}',
                         'model.sparse_finetune=False']
+    _ensure_data(case)
     seconds = train_mm(config, run, options)
     curve = _val(run, case['metrics'])
     out = dict(row=row, seed=seed, final=curve[-1] if curve else {}, curve=curve,
@@ -196,9 +225,8 @@ def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[st
     if report.is_file():
         data = json.loads(report.read_text())
         comp = data['compression']
-        compressed_bits = comp['bits'] - comp['bits_uncompressed']
         out.update(ratio=comp['compression_ratio'], bits=comp['bits'],
-                   layers_ratio=32 * comp['params_compressed'] / compressed_bits,
+                   layers_ratio=comp['layers_ratio'],
                    artifact_bytes=data.get('artifact', {}).get('bytes'))
     done.write_text(json.dumps(out, indent=1))
     return out
@@ -303,7 +331,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument('--cases', nargs='+', default=list(CASES), choices=list(CASES))
     p.add_argument('--rows', nargs='+', default=list(ROWS), choices=ROWS)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
-    p.add_argument('--budget', type=int, default=600, help='fine-tuning iterations per row')
+    p.add_argument('--budget', type=int, default=400, help='fine-tuning iterations per row')
     p.add_argument('--dense-only', action='store_true', help='train the dense models only')
     p.add_argument('--work-dir', type=Path, default=Path('work_dirs/detseg'))
     p.add_argument('--out', default='work_dirs/detseg/results',
@@ -319,10 +347,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                   cases={})
     for name in args.cases:
         case = CASES[name]
-        if not (REPO / case['data']).is_dir():
-            subprocess.run([sys.executable, str(REPO / 'tools/make_canvas_data.py'), '--hard',
-                            '--train', '3000', '--val', '300'], cwd=REPO, check=True)
-        dense = run_dense(name, case, args.work_dir)
+        kept = kept_rows(Path(args.out) / 'detseg.json', args.budget).get(name, {})
+        todo = [(row, seed) for seed in args.seeds for row in args.rows
+                if (row, seed) not in kept]
+        dense = run_dense(name, case, args.work_dir, kept.get('dense'))
+        if todo and not args.dense_only and not Path(dense['checkpoint']).is_file():
+            # an earlier session's dense row without its checkpoint: trained again
+            print(f'{name}: {dense["checkpoint"]} is missing; training the dense model again',
+                  flush=True)
+            dense = run_dense(name, case, args.work_dir)
         entry: dict[str, Any] = dict(dense=dense, rows={})
         result['cases'][name] = entry
         if args.dense_only:
@@ -332,8 +365,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            num_codewords=vq.num_codewords, bits=vq_bits, mvq_bits=mvq_bits)
         for seed in args.seeds:
             for row in args.rows:
-                entry['rows'].setdefault(row, []).append(
-                    run_row(name, case, row, seed, dense, vq, args))
+                done = kept.get((row, seed)) or run_row(name, case, row, seed, dense, vq, args)
+                entry['rows'].setdefault(row, []).append(done)
                 write_report(Path(args.out) / 'detseg', result, markdown(result))
     result['wall_s'] = time.perf_counter() - start
     write_report(Path(args.out) / 'detseg', result, markdown(result))

@@ -198,7 +198,8 @@ def _detseg(results: Path) -> Row | None:
                                                 for n in ('mask_rcnn', 'deeplabv3'))
         return Row(what, 'running; the results will be in `docs/results/detseg.md`',
                    'python tools/bench/detseg.py', '-', superseded)
-    result = '; '.join(_detseg_case(name, case) for name, case in d['cases'].items())
+    result = '; '.join(_detseg_case(name, d['cases'][name]) if name in d['cases']
+                       else f'{_DETSEG[name][0]}: still to run' for name in _DETSEG)
     return Row(what, result, d['command'], machine_id(d['machine']), _link('detseg.md'))
 
 
