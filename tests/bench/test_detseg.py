@@ -83,3 +83,22 @@ def test_rows_of_the_committed_report_are_not_trained_again(tmp_path, monkeypatc
     entry = result['cases']['deeplabv3']
     assert entry['dense'] == dense and entry['rows'] == dict(vq=[row])
     assert '| vq | 58.0' in (tmp_path / 'detseg.md').read_text()
+
+
+def test_hardware_of_a_row_is_its_last_validations_report(tmp_path):
+    import json
+
+    import detseg
+
+    for tag, cycles in (('planned', 1), ('compressed', 2), ('val_200', 3), ('val_1000', 5),
+                        ('val_400', 4)):
+        (tmp_path / 'hw' / tag).mkdir(parents=True)
+        report = dict(arch=dict(name='EWS-CMS'), totals=dict(cycles=cycles, energy_uj=1.0,
+                                                            macs=10),
+                      baseline=dict(arch=dict(name='EWS'), totals=dict(cycles=9, energy_uj=2.0,
+                                                                       macs=20)))
+        (tmp_path / 'hw' / tag / 'hw_report.json').write_text(json.dumps(report))
+    hw = detseg._hardware(tmp_path)
+    assert hw == dict(arch='EWS-CMS', cycles=5, energy_uj=1.0, baseline='EWS',
+                      baseline_cycles=9, baseline_energy_uj=2.0, macs=10, baseline_macs=20)
+    assert detseg._hardware(tmp_path / 'none') is None

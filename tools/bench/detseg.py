@@ -106,10 +106,13 @@ def _val(work: Path, keys: dict[str, str]) -> list[dict[str, float]]:
 
 
 def _hardware(work: Path) -> dict[str, Any] | None:
-    files = sorted(work.glob('hw/final/*.json'))
+    """The hardware report of the run's last validation (``HardwareCostHook`` writes one per
+    validation, ``hw/val_<iter>/``, beside ``planned`` and ``compressed``)."""
+    files = sorted(work.glob('hw/val_*/hw_report.json'),
+                   key=lambda f: int(f.parent.name.removeprefix('val_')))
     if not files:
         return None
-    report = json.loads(files[0].read_text())
+    report = json.loads(files[-1].read_text())
     base = report.get('baseline') or {}
     return dict(arch=report.get('arch', {}).get('name'), cycles=report['totals']['cycles'],
                 energy_uj=report['totals']['energy_uj'],
@@ -191,12 +194,19 @@ def dense_control_config(case: dict[str, Any], run: Path, budget: int) -> Path:
 
 
 def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[str, Any],
-            vq: Setting, args: argparse.Namespace) -> dict[str, Any]:
-    """One fine-tuning row from the dense checkpoint (kept in its own work dir)."""
+            vq: Setting, args: argparse.Namespace,
+            kept: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One fine-tuning row from the dense checkpoint (kept in its own work dir); ``kept``:
+    the row of an earlier report, used when the work dir has none."""
     run = args.work_dir / f'{name}_{row.replace(" ", "_")}_s{seed}'
     done = run / 'row.json'
     if done.is_file():
-        return json.loads(done.read_text())
+        out = json.loads(done.read_text())
+        if out.get('hardware') is None and row != 'dense control':
+            out['hardware'] = _hardware(run)  # a row.json written before the report was read
+        return out
+    if kept is not None:
+        return kept
     b = args.budget
     common = [f'load_from={dense["checkpoint"]}', f'randomness.seed={seed}',
               f'train_cfg.max_iters={b}', f'train_cfg.val_interval={b}',
@@ -256,8 +266,9 @@ def markdown(result: dict[str, Any]) -> str:
              f'training, half codebook); seeds {result["seeds"]}; mean [min, max]',
              '- CR: the accounted ratio of the whole model (every dense parameter at 32 bits); '
              'Eq. 7: the paper\'s ratio, over the compressed layers only',
-             '- MMACs and the hardware estimate: the model of one validation image on the 64x64 '
-             'EWS-CMS array (the dense row: the EWS baseline of the same run)',
+             '- MMACs and the hardware estimate: one 224x224 input (the `_base_/hw` config\'s '
+             '`input_shape`) on the 64x64 EWS-CMS array (the dense row: the EWS baseline of the '
+             'same run); MMACs count pruned weights as skipped',
              '- the paper\'s column is COCO / VOC with R50-FPN / MobileNetV2 at full size: for '
              'shape only', '']
     for name, r in result['cases'].items():
@@ -313,8 +324,9 @@ def markdown(result: dict[str, Any]) -> str:
             lines += ['', f'MVQ\'s {head}, decomposed against the dense control ({ref:.1f}): '
                       f'after the fixed-mask sparse phase {after:.1f} (pruning costs '
                       f'{ref - after:.1f}); after clustering and codebook fine-tuning '
-                      f'{final["mean"]:.1f} (clustering net of recovery costs '
-                      f'{after - final["mean"]:.1f}).']
+                      f'{final["mean"]:.1f} (clustering net of recovery '
+                      f'{"costs" if after >= final["mean"] else "gains"} '
+                      f'{abs(after - final["mean"]):.1f}).']
             vq_mean = _mean(r['rows'].get('vq', []), head)
             if vq_mean:
                 diff = final['mean'] - vq_mean['mean']
@@ -365,10 +377,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            num_codewords=vq.num_codewords, bits=vq_bits, mvq_bits=mvq_bits)
         for seed in args.seeds:
             for row in args.rows:
-                done = kept.get((row, seed)) or run_row(name, case, row, seed, dense, vq, args)
-                entry['rows'].setdefault(row, []).append(done)
+                entry['rows'].setdefault(row, []).append(
+                    run_row(name, case, row, seed, dense, vq, args, kept.get((row, seed))))
                 write_report(Path(args.out) / 'detseg', result, markdown(result))
-    result['wall_s'] = time.perf_counter() - start
+    result['this_run_wall_s'] = time.perf_counter() - start  # kept rows: their own 'seconds'
     write_report(Path(args.out) / 'detseg', result, markdown(result))
     return result
 

@@ -194,10 +194,7 @@ def _detseg(results: Path) -> Row | None:
     what = ('Detection and segmentation (the paper\'s Table 6 in form): hard canvas sets, '
             'from random init')
     if d is None:
-        superseded = 'superseded: ' + ', '.join(_link(f'detseg_sanity_{n}.md')
-                                                for n in ('mask_rcnn', 'deeplabv3'))
-        return Row(what, 'running; the results will be in `docs/results/detseg.md`',
-                   'python tools/bench/detseg.py', '-', superseded)
+        return None
     result = '; '.join(_detseg_case(name, d['cases'][name]) if name in d['cases']
                        else f'{_DETSEG[name][0]}: still to run' for name in _DETSEG)
     return Row(what, result, d['command'], machine_id(d['machine']), _link('detseg.md'))
@@ -239,7 +236,7 @@ ROWS: tuple[Callable[[Path], Row | None], ...] = (
 
 
 def rows(results: str | Path) -> list[Row]:
-    """Every row whose results file exists (the det/seg row says when it is still running)."""
+    """Every row whose results file exists (the det/seg row names the cases still to run)."""
     return [r for r in (make(Path(results)) for make in ROWS) if r is not None]
 
 
