@@ -201,10 +201,7 @@ def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[st
     run = args.work_dir / f'{name}_{row.replace(" ", "_")}_s{seed}'
     done = run / 'row.json'
     if done.is_file():
-        out = json.loads(done.read_text())
-        if out.get('hardware') is None and row != 'dense control':
-            out['hardware'] = _hardware(run)  # a row.json written before the report was read
-        return out
+        return json.loads(done.read_text())
     if kept is not None:
         return kept
     b = args.budget
