@@ -75,13 +75,17 @@ def test_rows_of_the_committed_report_are_not_trained_again(tmp_path, monkeypatc
     dense = dict(iters=iters, checkpoint=str(tmp_path / 'gone.pth'), seconds=1.0,
                  curve=[dict(step=iters, mIoU=61.0)], final=dict(mIoU=61.0))
     row = dict(row='vq', seed=0, final=dict(mIoU=58.0), curve=[], seconds=2.0, hardware=None)
+    other = dict(dense=dict(dense, curve=[], final=dict(bbox=0.5)), rows={})
     (tmp_path / 'detseg.json').write_text(json.dumps(dict(
-        budget=600, cases=dict(deeplabv3=dict(dense=dense, rows=dict(vq=[row]))))))
+        budget=600, cases=dict(deeplabv3=dict(dense=dense, rows=dict(vq=[row])),
+                               mask_rcnn=other))))
     assert detseg.kept_rows(tmp_path / 'detseg.json', 300) == {}  # another budget: nothing
     result = detseg.main(['--cases', 'deeplabv3', '--rows', 'vq', '--seeds', '0', '--budget', '600',
                           '--work-dir', str(tmp_path / 'work'), '--out', str(tmp_path)])
     entry = result['cases']['deeplabv3']
     assert entry['dense'] == dense and entry['rows'] == dict(vq=[row])
+    # a case not run this time stays in the report as it was
+    assert result['cases']['mask_rcnn'] == other
     assert '| vq | 58.0' in (tmp_path / 'detseg.md').read_text()
 
 

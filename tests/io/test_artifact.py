@@ -372,7 +372,11 @@ def test_a_format_1_file_still_loads_to_identical_outputs():
     assert model.mvq_config.vector_axis == 'in_channel'
     expected = torch.load(data / 'format1_tiny_io.pt', weights_only=True)
     with torch.no_grad():
-        assert torch.equal(model(expected['x']), expected['y'])
+        y = model(expected['x'])
+    # the fixture's outputs were computed on another CPU: convolution kernels sum in an order
+    # that depends on the instruction set (AVX2, AVX-512), so the last bit may differ there;
+    # a wrongly decoded codeword, mask or scale moves outputs by orders of magnitude more
+    torch.testing.assert_close(y, expected['y'], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize('scale', ['lsq', 'maxabs'])

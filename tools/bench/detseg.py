@@ -143,18 +143,21 @@ def _ensure_data(case: dict[str, Any]) -> None:
                         '--train', '3000', '--val', '300'], cwd=REPO, check=True)
 
 
-def kept_rows(report: Path, budget: int) -> dict[str, dict[str, Any]]:
-    """The cases of an earlier report at the same ``budget``: ``{case: {'dense': row,
-    (row, seed): row}}`` (empty without one)."""
+def earlier_cases(report: Path, budget: int) -> dict[str, dict[str, Any]]:
+    """The case entries of an earlier report at the same ``budget`` (empty without one)."""
     if not report.is_file():
         return {}
     old = json.loads(report.read_text())
-    if old.get('budget') != budget:
-        return {}
+    return old.get('cases', {}) if old.get('budget') == budget else {}
+
+
+def kept_rows(report: Path, budget: int) -> dict[str, dict[str, Any]]:
+    """The rows of an earlier report at the same ``budget``: ``{case: {'dense': row,
+    (row, seed): row}}`` (empty without one)."""
     return {name: {'dense': entry['dense'],
                    **{(r['row'], r['seed']): r for runs in entry.get('rows', {}).values()
                       for r in runs}}
-            for name, entry in old.get('cases', {}).items()}
+            for name, entry in earlier_cases(report, budget).items()}
 
 
 def run_dense(name: str, case: dict[str, Any], work: Path,
@@ -258,7 +261,7 @@ def _at(runs: list[dict[str, Any]], step: int, key: str) -> list[float]:
 def markdown(result: dict[str, Any]) -> str:
     budget = result['budget']
     lines = ['# Detection and segmentation on the hard canvas sets: the paper\'s Table 6 in form',
-             '', f'- machine: {result["machine"]}', f'- command: `{result["command"]}`',
+             '',
              f'- fine-tuning budget per row: {budget} iterations (MVQ: half fixed-mask sparse '
              f'training, half codebook); seeds {result["seeds"]}; mean [min, max]',
              '- CR: the accounted ratio of the whole model (every dense parameter at 32 bits); '
@@ -273,8 +276,10 @@ def markdown(result: dict[str, Any]) -> str:
         keys = list(case['metrics'])
         head = case['headline']
         d = r['dense']
-        lines += [f'## {name}', '',
-                  f'Dense from random init: {d["iters"]} iterations, '
+        lines += [f'## {name}', '']
+        lines += [f'Machine: {r.get("machine", result["machine"])}; command: '
+                  f'`{r.get("command", result["command"])}`', '']
+        lines += [f'Dense from random init: {d["iters"]} iterations, '
                   f'{d["seconds"] / 3600:.1f} h of training iterations; validation curve '
                   + ', '.join(f'{c["step"]}: {c.get(head, float("nan")):.1f}'
                               for c in d['curve']) + '.', '']
@@ -354,9 +359,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                       ['python', 'tools/bench/detseg.py',
                                        *(sys.argv[1:] if argv is None else argv)]),
                                   cases={})
+    report = Path(args.out) / 'detseg.json'
+    # the cases not run this time stay in the report as they were
+    result['cases'].update({name: entry for name, entry in
+                            earlier_cases(report, args.budget).items()
+                            if name not in args.cases})
     for name in args.cases:
         case = CASES[name]
-        kept = kept_rows(Path(args.out) / 'detseg.json', args.budget).get(name, {})
+        kept = kept_rows(report, args.budget).get(name, {})
         todo = [(row, seed) for seed in args.seeds for row in args.rows
                 if (row, seed) not in kept]
         dense = run_dense(name, case, args.work_dir, kept.get('dense'))
@@ -365,7 +375,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f'{name}: {dense["checkpoint"]} is missing; training the dense model again',
                   flush=True)
             dense = run_dense(name, case, args.work_dir)
-        entry: dict[str, Any] = dict(dense=dense, rows={})
+        entry: dict[str, Any] = dict(dense=dense, rows={}, command=result['command'],
+                                     machine=result['machine'])
         result['cases'][name] = entry
         if args.dense_only:
             continue

@@ -197,7 +197,11 @@ def _detseg(results: Path) -> Row | None:
         return None
     result = '; '.join(_detseg_case(name, d['cases'][name]) if name in d['cases']
                        else f'{_DETSEG[name][0]}: still to run' for name in _DETSEG)
-    return Row(what, result, d['command'], machine_id(d['machine']), _link('detseg.md'))
+    # each case carries the command and machine of the run that trained it
+    cases = [d['cases'][name] for name in _DETSEG if name in d['cases']] or [{}]
+    commands = dict.fromkeys(c.get('command', d['command']) for c in cases)
+    machines = dict.fromkeys(machine_id(c.get('machine', d['machine'])) for c in cases)
+    return Row(what, result, ' ; '.join(commands), ', '.join(machines), _link('detseg.md'))
 
 
 def _hardware(results: Path) -> Row | None:
