@@ -106,3 +106,48 @@ def test_hardware_of_a_row_is_its_last_validations_report(tmp_path):
     assert hw == dict(arch='EWS-CMS', cycles=5, energy_uj=1.0, baseline='EWS',
                       baseline_cycles=9, baseline_energy_uj=2.0, macs=10, baseline_macs=20)
     assert detseg._hardware(tmp_path / 'none') is None
+
+
+def test_rows_trained_at_once_share_the_cores_and_report_in_order(tmp_path, monkeypatch):
+    """``--jobs 2``: two rows train at once, each with half the cores; a row that finishes
+    first does not move ahead of an earlier seed in the report."""
+    import json
+    import os
+    import threading
+    import time
+
+    import detseg
+
+    calls, lock = [], threading.Lock()
+
+    def fake_training(config, run, options, resume=False, threads=0):
+        seed = next(int(o.split('=')[1]) for o in options if o.startswith('randomness.seed='))
+        time.sleep(0.3 if seed == 0 else 0.0)  # seed 1 finishes first
+        scalars = run / '20261207_000000' / 'vis_data' / 'scalars.json'
+        scalars.parent.mkdir(parents=True)
+        scalars.write_text(json.dumps(dict(mIoU=50.0 + seed, aAcc=90.0, step=600)) + '\n')
+        with lock:
+            calls.append((run.name, threads))
+        return 5.0
+
+    monkeypatch.setattr(detseg, 'train_mm', fake_training)
+    monkeypatch.setattr(detseg, '_ensure_data', lambda case: None)
+    checkpoint = tmp_path / 'dense.pth'
+    checkpoint.write_bytes(b'')
+    iters = detseg.dense_iters(detseg.CASES['deeplabv3']['dense'])
+    dense = dict(iters=iters, checkpoint=str(checkpoint), seconds=1.0,
+                 curve=[dict(step=iters, mIoU=61.0)], final=dict(mIoU=61.0))
+    (tmp_path / 'detseg.json').write_text(json.dumps(dict(
+        budget=600, cases=dict(deeplabv3=dict(dense=dense, rows={})))))
+    result = detseg.main(['--cases', 'deeplabv3', '--rows', 'dense control', 'vq', '--seeds', '0',
+                          '1', '--budget', '600', '--jobs', '2', '--work-dir',
+                          str(tmp_path / 'work'), '--out', str(tmp_path)])
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    assert sorted(calls) == sorted((f'deeplabv3_{r}_s{s}', threads)
+                                   for r in ('dense_control', 'vq') for s in (0, 1))
+    rows = result['cases']['deeplabv3']['rows']
+    assert list(rows) == ['dense control', 'vq']
+    assert [[x['seed'] for x in runs] for runs in rows.values()] == [[0, 1], [0, 1]]
+    assert [x['final']['mIoU'] for x in rows['vq']] == [50.0, 51.0]
+    assert all(x['jobs'] == 2 and x['seconds'] == 5.0 for runs in rows.values() for x in runs)
+    assert 'Rows trained 2 at a time' in (tmp_path / 'detseg.md').read_text()

@@ -138,15 +138,17 @@ def resnet50(seed: int = 0) -> torch.nn.Module:
     return torchvision.models.resnet50(weights=None)
 
 
-def train_mm(config: str, work: Path, options: Sequence[str], resume: bool = False) -> float:
+def train_mm(config: str, work: Path, options: Sequence[str], resume: bool = False,
+             threads: int = 0) -> float:
     """One ``tools/train.py`` run (``tools/_launch.py``), its output in ``WORK/train_stdout.log``;
     returns its wall time in seconds. ``resume``: continue from the work dir's last
-    checkpoint when it has one."""
+    checkpoint when it has one; ``threads``: its torch threads (0: inherited)."""
     tools = str(REPO / 'tools')
     if tools not in sys.path:
         sys.path.insert(0, tools)
     from _launch import run_train  # tools/_launch.py
-    return run_train(config, work, options, log=Path(work) / 'train_stdout.log', resume=resume)
+    return run_train(config, work, options, log=Path(work) / 'train_stdout.log', resume=resume,
+                     threads=threads)
 
 
 # ------------------------------------------------------------------------ Fashion-MNIST setting
