@@ -4,7 +4,10 @@
 # Changes from mmdet's mask-rcnn_r50_fpn_1x_coco.py, and why:
 # - backbone depth 18 and FPN in_channels [64, 128, 256, 512]: as mmdet's own
 #   mask-rcnn_r18_fpn config (an R50 step takes 18-30 s on 2 cores; R18 trains here);
-# - no Pretrained init (nothing downloads): random init, so BN stays trainable;
+# - no Pretrained init (nothing downloads): random init, so every stage trains
+#   (frozen_stages=-1 instead of 1) and BN normalises with batch statistics and learns its
+#   running statistics (norm_eval=False instead of True; upstream keeps the pretrained BN
+#   statistics fixed);
 # - RPN anchor scale 4 instead of 8: anchors of 16-256 px for 16-72 px items (8 gives
 #   32-512 px, larger than most items);
 # - R-CNN sampler 64 RoIs per image instead of 512 (at most 16 positives for the few items of
@@ -25,7 +28,7 @@ metainfo = dict(classes=('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 
                          'Shirt', 'Sneaker', 'Bag', 'Ankle boot'))
 fpn_channels = 128
 model = dict(
-    backbone=dict(depth=18, init_cfg=None),
+    backbone=dict(depth=18, init_cfg=None, frozen_stages=-1, norm_eval=False),
     neck=dict(in_channels=[64, 128, 256, 512], out_channels=fpn_channels),
     rpn_head=dict(in_channels=fpn_channels, feat_channels=fpn_channels,
                   anchor_generator=dict(scales=[4])),

@@ -1,9 +1,10 @@
 # Mask R-CNN R50-FPN 1x COCO with the paper's detector setting (75 %, 4:16, d=16, k=256;
 # configs/_base_/mvq/mvq_mask_rcnn.py). The prediction layers stay dense: RPN objectness and
 # box deltas, the box classifier/regressor and the mask logits (small, and every error there
-# hits the metric directly).
+# hits the metric directly). Every backbone stage trains (upstream freezes the stem and the
+# first stage): the sparse phase trains the dense weights of every compressed layer.
 _base_ = [
-    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    './mask-rcnn_r50_fpn_1x_coco_all-stages-trainable.py',
     '../_base_/mvq/mvq_mask_rcnn.py',
     '../_base_/hw/mvq_vs_ews_64x64_data.py',
 ]

@@ -39,6 +39,7 @@ from torch import nn
 
 from ...core import MVQConfig, check_patterns, plan, prepare, quantized_layers
 from ...core.allocation_plan import with_allocation
+from ...core.plan import Plan
 from ...core.presets import config_from
 from .budget import allocate_for_budget, artifact_config
 from .logs import route_logs_to_mmengine
@@ -158,6 +159,24 @@ def _init_upstream(net: nn.Module) -> None:
                 'attached', type(net).__name__)
 
 
+def _check_trainable(net: nn.Module, the_plan: Plan) -> None:
+    """A sparse phase trains the dense weights of every compressed layer: refuses a model whose
+    ``train()`` freezes some of them (an mmdet ResNet's ``frozen_stages``), at build time."""
+    was_training = net.training
+    net.train()  # upstream models freeze their frozen stages here, not only in __init__
+    frozen = [lp.name for lp in the_plan.compressed if not net.get_submodule(
+        lp.name).parametrizations.weight.original.requires_grad]
+    net.train(was_training)
+    if frozen:
+        raise ValueError(
+            f'MVQModel(sparse_finetune=True) trains the dense weights of every compressed '
+            f'layer, but the model freezes {len(frozen)} of them ({frozen[:3]}): set the '
+            'backbone\'s frozen_stages=-1 (e.g. --cfg-options model.model.backbone.'
+            'frozen_stages=-1, or inherit a config that sets it, as configs/mmdet/mask-rcnn_'
+            'r50_fpn_1x_coco_all-stages-trainable.py does), exclude those layers, or use '
+            'sparse_finetune=False')
+
+
 @MODELS.register_module(name='MVQModel')
 def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | None = None,
                     artifact: str | None = None, sparse_finetune: bool = False,
@@ -220,6 +239,8 @@ def build_mvq_model(model: dict, mvq: dict | MVQConfig, init_checkpoint: str | N
                                               calib_dataloader=calib_dataloader,
                                               has_dense_weights=init_checkpoint is not None)
     the_plan = prepare(net, cfg, train_dense=sparse_finetune)
+    if sparse_finetune:
+        _check_trainable(net, the_plan)
     for lp in the_plan.compressed:
         module = net.get_submodule(lp.name)
         module.register_load_state_dict_pre_hook(_map_dense_weight)

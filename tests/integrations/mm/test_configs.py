@@ -110,6 +110,23 @@ def test_detection_and_segmentation_presets_land_at_the_papers_ratios(config, pr
                          'roi_head.mask_head.upsample', 'roi_head.mask_head.conv_logits'}
 
 
+@pytest.mark.slow
+@pytest.mark.mmcv_ops
+def test_a_sparse_phase_refuses_frozen_stages_at_build_time():
+    """mmdet's ResNet freezes its stem and first stage in ``train()`` (``frozen_stages=1``): a
+    sparse phase could not train those compressed layers, so the build says so; the shipped
+    COCO leaf inherits a config with every stage trainable."""
+    cfg = Config.fromfile(str(REPO / 'configs/mmdet/mask-rcnn_r50_fpn_mvq-4-16-k256_1x_coco.py'))
+    assert cfg.model.model.backbone.frozen_stages == -1
+    cfg.model.mvq.num_codewords = 16
+    cfg.model.model.backbone.frozen_stages = 1  # upstream's
+    with pytest.raises(ValueError, match=r"freezes 10 of them \(\['backbone\.layer1\.0\.conv1'.*"
+                                         r"frozen_stages=-1"):
+        _build(cfg)
+    cfg.model.sparse_finetune = False  # nothing trains the dense weights: allowed
+    _build(cfg)
+
+
 def test_unknown_layer_pattern_fails_naming_it():
     cfg = Config.fromfile(str(REPO / 'configs/demo/resnet18_fashion-mnist_mvq.py'))
     cfg.model.exclude = [r'^backbone\.layer9\.']
