@@ -16,7 +16,7 @@
 #   backward), the mask head and NMS dominated the step;
 # - FPN, RPN and RoI heads 128 channels wide instead of 256: the convolutions and RoIAlign of
 #   a 256-wide FPN at 160x160 took half of what remained. With these, a step at batch 4 takes
-#   0.9 s instead of 2.3 s on 2 AVX-512 cores (M2), so the dense model and every row of the
+#   0.9 s instead of 2.3 s on 2 AVX-512 cores (M3, Intel Xeon), so the dense model and every row of the
 #   benchmark fit one working session; the ResNet-18 backbone is upstream's;
 # - 10 classes; 160x160 images, batch 4, SGD lr 0.01 with warm-up and cosine decay over
 #   2500 iterations (the 1x schedule is 90k iterations at batch 16, lr 0.02);
