@@ -380,9 +380,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result['cases'].update({name: entry for name, entry in
                             earlier_cases(report, args.budget).items()
                             if name not in args.cases})
+    earlier = kept_rows(report, args.budget)  # read once, before any row rewrites it
     for name in args.cases:
         case = CASES[name]
-        kept = kept_rows(report, args.budget).get(name, {})
+        kept = earlier.get(name, {})
         todo = [(row, seed) for seed in args.seeds for row in args.rows
                 if (row, seed) not in kept]
         dense = run_dense(name, case, args.work_dir, kept.get('dense'))
