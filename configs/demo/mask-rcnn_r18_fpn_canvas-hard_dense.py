@@ -80,6 +80,7 @@ train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
                  val_interval=1000)
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=500, max_keep_ckpts=2),
-    logger=dict(type='LoggerHook', interval=50))
+    # validations logged at the iteration, not at the epoch (0 in an iteration-based loop)
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)

@@ -108,6 +108,32 @@ def test_hardware_of_a_row_is_its_last_validations_report(tmp_path):
     assert detseg._hardware(tmp_path / 'none') is None
 
 
+def test_validation_steps_are_the_iterations_they_followed(tmp_path):
+    """mmdet logs validations at the epoch (``step`` 0 in an iteration-based loop), mmseg at
+    the iteration: both read back as the training iteration each validation followed, over a
+    resumed run's two logs."""
+    import json
+
+    import detseg
+
+    def log(stamp, records, work=tmp_path):
+        path = work / stamp / 'vis_data' / 'scalars.json'
+        path.parent.mkdir(parents=True)
+        path.write_text(''.join(json.dumps(r) + '\n' for r in records))
+
+    log('20261207_000000', [dict(lr=0.01, loss=2.0, time=1.0, step=50),
+                            dict(lr=0.01, loss=1.5, time=1.0, step=100),
+                            {'coco/bbox_mAP': 0.254, 'coco/segm_mAP': 0.26, 'step': 0}])
+    log('20261207_010000', [dict(lr=0.005, loss=1.0, time=1.0, step=150),
+                            {'coco/bbox_mAP': 0.392, 'step': 0}])
+    keys = dict(bbox='coco/bbox_mAP', segm='coco/segm_mAP')
+    assert detseg._val(tmp_path, keys) == [dict(step=100, bbox=25.4, segm=26.0),
+                                           dict(step=150, bbox=39.2)]
+    seg = tmp_path / 'seg'
+    log('20261207_000000', [dict(lr=0.01, time=1.0, step=50), dict(mIoU=40.5, step=60)], seg)
+    assert detseg._val(seg, dict(mIoU='mIoU')) == [dict(step=60, mIoU=40.5)]
+
+
 def test_rows_trained_at_once_share_the_cores_and_report_in_order(tmp_path, monkeypatch):
     """``--jobs 2``: two rows train at once, each with half the cores; a row that finishes
     first does not move ahead of an earlier seed in the report."""

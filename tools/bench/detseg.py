@@ -100,12 +100,17 @@ def vq_setting(case: dict[str, Any]) -> tuple[Setting, int, int]:
 
 
 def _val(work: Path, keys: dict[str, str]) -> list[dict[str, float]]:
-    """Every validation record of a run: ``[{'step', name: value}]``."""
-    out = []
+    """Every validation record of a run: ``[{'step', name: value}]``, ``step`` the training
+    iteration it followed. mmengine's ``LoggerHook`` logs a validation at the epoch unless
+    ``log_metric_by_epoch=False`` (mmseg's default, not mmdet's), and the epoch of an
+    iteration-based loop is 0: the last training record's step stands in for it then."""
+    out, trained = [], 0
     for record in read_scalars(work):
-        if any(k in record for k in keys.values()):
+        if 'lr' in record:  # a training record
+            trained = int(record['step'])
+        elif any(k in record for k in keys.values()):
             # COCO AP comes in [0, 1], mmseg's metrics in %: everything in % here
-            out.append(dict(step=record.get('step'),
+            out.append(dict(step=max(int(record.get('step', 0)), trained),
                             **{name: float(record[k]) * (100 if k.startswith('coco/') else 1)
                                for name, k in keys.items() if k in record}))
     return out
