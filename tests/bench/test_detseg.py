@@ -177,3 +177,59 @@ def test_rows_trained_at_once_share_the_cores_and_report_in_order(tmp_path, monk
     assert [x['final']['mIoU'] for x in rows['vq']] == [50.0, 51.0]
     assert all(x['jobs'] == 2 and x['seconds'] == 5.0 for runs in rows.values() for x in runs)
     assert 'Rows trained 2 at a time' in (tmp_path / 'detseg.md').read_text()
+
+
+def test_a_row_at_its_own_lr_is_trained_again_and_the_other_rows_stay(tmp_path, monkeypatch):
+    """``--rows vq --lr vq=0.0005``: the kept vq row (trained at the MVQ config's lr) is
+    trained again at 0.0005 with the config's cosine floor ratio, into its own work dir; the
+    report keeps the dense control row and labels the vq row with its lr."""
+    import json
+
+    import detseg
+
+    calls = []
+
+    def fake_training(config, run, options, resume=False, threads=0):
+        calls.append((run.name, options))
+        scalars = run / '20261208_000000' / 'vis_data' / 'scalars.json'
+        scalars.parent.mkdir(parents=True)
+        scalars.write_text(json.dumps(dict(lr=0.0005, time=1.0, step=600)) + '\n'
+                           + json.dumps(dict(mIoU=59.5, aAcc=90.0, step=600)) + '\n')
+        return 7.0
+
+    monkeypatch.setattr(detseg, 'train_mm', fake_training)
+    monkeypatch.setattr(detseg, '_ensure_data', lambda case: None)
+    checkpoint = tmp_path / 'dense.pth'
+    checkpoint.write_bytes(b'')
+    iters = detseg.dense_iters(detseg.CASES['deeplabv3']['dense'])
+    dense = dict(iters=iters, checkpoint=str(checkpoint), seconds=1.0,
+                 curve=[dict(step=iters, mIoU=61.0)], final=dict(mIoU=61.0))
+    control = dict(row='dense control', seed=0, final=dict(mIoU=61.5), curve=[], seconds=2.0,
+                   hardware=None)
+    vq = dict(row='vq', seed=0, final=dict(mIoU=0.0), curve=[], seconds=2.0, hardware=None)
+    (tmp_path / 'detseg.json').write_text(json.dumps(dict(budget=600, cases=dict(
+        deeplabv3=dict(dense=dense, rows={'dense control': [control], 'vq': [vq]})))))
+    result = detseg.main(['--cases', 'deeplabv3', '--rows', 'vq', '--lr', 'vq=0.0005',
+                          '--seeds', '0', '--budget', '600', '--work-dir',
+                          str(tmp_path / 'work'), '--out', str(tmp_path)])
+    [(name, options)] = calls
+    assert name == 'deeplabv3_vq_s0_lr0.0005'
+    assert 'optim_wrapper.optimizer.lr=0.0005' in options
+    floor = float(next(o for o in options if o.startswith('param_scheduler.0.eta_min='))
+                  .split('=')[1])
+    assert floor == pytest.approx(0.0005 * detseg.case_eta_ratio(detseg.CASES['deeplabv3']))
+    rows = result['cases']['deeplabv3']['rows']
+    assert rows['dense control'] == [control]
+    assert rows['vq'][0]['lr'] == 0.0005 and rows['vq'][0]['final']['mIoU'] == 59.5
+    assert '| vq (lr 0.0005) | 59.5' in (tmp_path / 'detseg.md').read_text()
+
+
+@pytest.mark.parametrize('text', ['vq', 'vq=fast', 'vq=0', 'dense=0.1', '=0.1'])
+def test_a_bad_lr_names_the_value_and_what_is_allowed(text):
+    import argparse
+
+    import detseg
+
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected ROW=LR, ROW one of"):
+        detseg.parse_lr(text)
+    assert detseg.parse_lr('dense control=0.002') == ('dense control', 0.002)

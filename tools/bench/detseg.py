@@ -207,21 +207,45 @@ def dense_control_config(case: dict[str, Any], run: Path, budget: int) -> Path:
     return path
 
 
+def case_eta_ratio(case: dict[str, Any]) -> float:
+    """The MVQ config's cosine floor over its peak lr."""
+    from mmengine.config import Config
+    mvq = Config.fromfile(str(REPO / case['mvq']))
+    return mvq.param_scheduler[0]['eta_min'] / mvq.optim_wrapper.optimizer.lr
+
+
+def parse_lr(text: str) -> tuple[str, float]:
+    """``ROW=LR`` of ``--lr``: a row of ``ROWS`` and a positive lr."""
+    row, sep, value = text.rpartition('=')
+    try:
+        lr = float(value)
+    except ValueError:
+        lr = 0.0
+    if not sep or row not in ROWS or not lr > 0:
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: expected ROW=LR, ROW one of {list(ROWS)} and LR a positive number')
+    return row, lr
+
+
 def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[str, Any],
             vq: Setting, args: argparse.Namespace,
             kept: dict[str, Any] | None = None) -> dict[str, Any]:
     """One fine-tuning row from the dense checkpoint (kept in its own work dir); ``kept``:
     the row of an earlier report, used when the work dir has none."""
-    run = args.work_dir / f'{name}_{row.replace(" ", "_")}_s{seed}'
+    lr = args.lr.get(row)  # None: the MVQ config's lr
+    run = args.work_dir / (f'{name}_{row.replace(" ", "_")}_s{seed}' + (f'_lr{lr}' if lr else ''))
     done = run / 'row.json'
     if done.is_file():
         return json.loads(done.read_text())
-    if kept is not None:
+    if kept is not None and kept.get('lr') == lr:
         return kept
     b = args.budget
     common = [f'load_from={dense["checkpoint"]}', f'randomness.seed={seed}',
               f'train_cfg.max_iters={b}', f'train_cfg.val_interval={b}',
               f'default_hooks.checkpoint.interval={b}']
+    if lr:  # the cosine floor keeps the MVQ config's ratio to the peak
+        common += [f'optim_wrapper.optimizer.lr={lr}',
+                   f'param_scheduler.0.eta_min={lr * case_eta_ratio(case)}']
     if row == 'dense control':
         config = str(dense_control_config(case, run, b))
         options = common
@@ -243,6 +267,8 @@ def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[st
     curve = _val(run, case['metrics'])
     out = dict(row=row, seed=seed, jobs=args.jobs, final=curve[-1] if curve else {}, curve=curve,
                seconds=seconds, hardware=_hardware(run))
+    if lr:
+        out['lr'] = lr
     report = run / 'mvq_report.json'
     if report.is_file():
         data = json.loads(report.read_text())
@@ -331,7 +357,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f'{statistics.fmean(x["seconds"] for x in runs) / 60:.0f} min',
                 ', '.join(f'{k} {v}' for k, v in paper['mvq'].items()) + f' at {paper["ratio"]}x'
                 if row == 'mvq' else '']
-            lines.append(f'| {row} | ' + ' | '.join(cells) + ' |')
+            label = row + (f' (lr {runs[0]["lr"]:g})' if runs[0].get('lr') else '')
+            lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
         mvq_runs = r['rows'].get('mvq', [])
         sparse = _at(mvq_runs, budget // 2, head)
         if mvq_runs and sparse and head in d['final']:
@@ -365,11 +392,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument('--jobs', type=int, default=1,
                    help='rows trained at once, the cores shared among them (mmcv\'s CPU RoIAlign '
                         'and NMS use one core, so on 2 cores 2 rows at once finish sooner)')
+    p.add_argument('--lr', type=parse_lr, nargs='+', default=[], metavar='ROW=LR',
+                   help='a row\'s fine-tuning lr (default: the MVQ config\'s), e.g. vq=0.0005; '
+                        'a kept row trained at another lr is trained again')
     p.add_argument('--dense-only', action='store_true', help='train the dense models only')
     p.add_argument('--work-dir', type=Path, default=Path('work_dirs/detseg'))
     p.add_argument('--out', default='work_dirs/detseg/results',
                    help='report folder (docs/results to update the committed one)')
     args = p.parse_args(argv)
+    args.lr = dict(args.lr)
     if args.jobs < 1:
         p.error(f'--jobs {args.jobs}: at least 1')
     if args.budget < 2:
@@ -390,7 +421,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         case = CASES[name]
         kept = earlier.get(name, {})
         todo = [(row, seed) for seed in args.seeds for row in args.rows
-                if (row, seed) not in kept]
+                if kept.get((row, seed), {}).get('lr', 0) != args.lr.get(row, 0)]
         dense = run_dense(name, case, args.work_dir, kept.get('dense'))
         if todo and not args.dense_only and not Path(dense['checkpoint']).is_file():
             # an earlier session's dense row without its checkpoint: trained again
@@ -405,7 +436,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         vq, vq_bits, mvq_bits = vq_setting(case)
         entry['vq'] = dict(label=vq.label, block_size=vq.block_size,
                            num_codewords=vq.num_codewords, bits=vq_bits, mvq_bits=mvq_bits)
-        done: dict[tuple[str, int], dict[str, Any]] = {}
+        # the kept rows of the rows not run this time stay in the report
+        done: dict[tuple[str, int], dict[str, Any]] = {
+            (row, seed): kept[row, seed] for seed in args.seeds for row in ROWS
+            if row not in args.rows and (row, seed) in kept}
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             runs = {pool.submit(run_row, name, case, row, seed, dense, vq, args,
                                 kept.get((row, seed))): (row, seed)
@@ -413,7 +447,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for future in as_completed(runs):
                 done[runs[future]] = future.result()
                 entry['rows'] = {row: [done[row, s] for s in args.seeds if (row, s) in done]
-                                 for row in args.rows
+                                 for row in ROWS
                                  if any((row, s) in done for s in args.seeds)}
                 write_report(Path(args.out) / 'detseg', result, markdown(result))
     result['this_run_wall_s'] = time.perf_counter() - start  # kept rows: their own 'seconds'
