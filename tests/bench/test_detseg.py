@@ -51,7 +51,7 @@ def test_dense_control_trains_with_the_mvq_configs_lr_and_schedule(tmp_path):
     from mmengine.config import Config
 
     case = detseg.CASES['deeplabv3']
-    cfg = Config.fromfile(str(detseg.dense_control_config(case, tmp_path / 'run', 600)))
+    cfg = Config.fromfile(str(detseg.dense_control_config('deeplabv3', tmp_path / 'run', 600)))
     mvq = Config.fromfile(str(detseg.REPO / case['mvq']))
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'  # the dense config's optimizer
     assert cfg.optim_wrapper.optimizer.lr == mvq.optim_wrapper.optimizer.lr == 2e-4
@@ -217,7 +217,7 @@ def test_a_row_at_its_own_lr_is_trained_again_and_the_other_rows_stay(tmp_path, 
     assert 'optim_wrapper.optimizer.lr=0.0005' in options
     floor = float(next(o for o in options if o.startswith('param_scheduler.0.eta_min='))
                   .split('=')[1])
-    assert floor == pytest.approx(0.0005 * detseg.case_eta_ratio(detseg.CASES['deeplabv3']))
+    assert floor == pytest.approx(0.0005 * detseg.case_eta_ratio('deeplabv3'))
     rows = result['cases']['deeplabv3']['rows']
     assert rows['dense control'] == [control]
     assert rows['vq'][0]['lr'] == 0.0005 and rows['vq'][0]['final']['mIoU'] == 59.5

@@ -36,11 +36,13 @@ the other (each row's wall time is then under that load, and the report says so)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -192,12 +194,11 @@ def run_dense(name: str, case: dict[str, Any], work: Path,
     return row
 
 
-def dense_control_config(case: dict[str, Any], run: Path, budget: int) -> Path:
+def dense_control_config(name: str, run: Path, budget: int) -> Path:
     """A config for the dense control, written into its work dir: the dense config with the
     MVQ config's fine-tuning lr and schedule over ``budget`` iterations (the control trains as
     the compressed rows do; a list of schedulers cannot be replaced by ``--cfg-options``)."""
-    from mmengine.config import Config
-    mvq = Config.fromfile(str(REPO / case['mvq']))
+    case, mvq = CASES[name], mvq_config(name)
     schedulers = [dict(s, end=budget) for s in mvq.param_scheduler]
     run.mkdir(parents=True, exist_ok=True)
     path = run / 'dense_control.py'
@@ -207,10 +208,20 @@ def dense_control_config(case: dict[str, Any], run: Path, budget: int) -> Path:
     return path
 
 
-def case_eta_ratio(case: dict[str, Any]) -> float:
-    """The MVQ config's cosine floor over its peak lr."""
+_CONFIG_LOCK = threading.Lock()
+
+
+@functools.cache
+def mvq_config(case_name: str):
+    """The case's MVQ config, read once (``Config.fromfile`` is not safe in two threads)."""
     from mmengine.config import Config
-    mvq = Config.fromfile(str(REPO / case['mvq']))
+    with _CONFIG_LOCK:
+        return Config.fromfile(str(REPO / CASES[case_name]['mvq']))
+
+
+def case_eta_ratio(case_name: str) -> float:
+    """The MVQ config's cosine floor over its peak lr."""
+    mvq = mvq_config(case_name)
     return mvq.param_scheduler[0]['eta_min'] / mvq.optim_wrapper.optimizer.lr
 
 
@@ -245,9 +256,9 @@ def run_row(name: str, case: dict[str, Any], row: str, seed: int, dense: dict[st
               f'default_hooks.checkpoint.interval={b}']
     if lr:  # the cosine floor keeps the MVQ config's ratio to the peak
         common += [f'optim_wrapper.optimizer.lr={lr}',
-                   f'param_scheduler.0.eta_min={lr * case_eta_ratio(case)}']
+                   f'param_scheduler.0.eta_min={lr * case_eta_ratio(name)}']
     if row == 'dense control':
-        config = str(dense_control_config(case, run, b))
+        config = str(dense_control_config(name, run, b))
         options = common
     else:
         config = case['mvq']
