@@ -233,3 +233,40 @@ def test_a_bad_lr_names_the_value_and_what_is_allowed(text):
     with pytest.raises(argparse.ArgumentTypeError, match=r"expected ROW=LR, ROW one of"):
         detseg.parse_lr(text)
     assert detseg.parse_lr('dense control=0.002') == ('dense control', 0.002)
+
+
+def test_a_missing_dense_checkpoint_is_trained_again_while_a_row_needs_it(tmp_path, monkeypatch):
+    """A fresh checkout's report carries the dense row but not its checkpoint: a row not yet
+    run trains the dense model again first."""
+    import json
+
+    import detseg
+
+    checkpoint = tmp_path / 'retrained.pth'
+    dense_calls = []
+
+    def fake_dense(name, case, work, kept=None):
+        dense_calls.append(kept)
+        if kept is not None:
+            return kept
+        checkpoint.write_bytes(b'')
+        return dict(kept_dense, checkpoint=str(checkpoint))
+
+    def fake_training(config, run, options, resume=False, threads=0):
+        assert f'load_from={checkpoint}' in options
+        scalars = run / '20261208_000000' / 'vis_data' / 'scalars.json'
+        scalars.parent.mkdir(parents=True)
+        scalars.write_text(json.dumps(dict(mIoU=58.0, step=600)) + '\n')
+        return 3.0
+
+    monkeypatch.setattr(detseg, 'run_dense', fake_dense)
+    monkeypatch.setattr(detseg, 'train_mm', fake_training)
+    monkeypatch.setattr(detseg, '_ensure_data', lambda case: None)
+    kept_dense = dict(iters=10, checkpoint=str(tmp_path / 'gone.pth'), seconds=1.0, curve=[],
+                      final=dict(mIoU=61.0))
+    (tmp_path / 'detseg.json').write_text(json.dumps(dict(
+        budget=600, cases=dict(deeplabv3=dict(dense=kept_dense, rows={})))))
+    result = detseg.main(['--cases', 'deeplabv3', '--rows', 'vq', '--seeds', '0', '--budget',
+                          '600', '--work-dir', str(tmp_path / 'work'), '--out', str(tmp_path)])
+    assert dense_calls == [kept_dense, None]  # the kept row first, then trained again
+    assert result['cases']['deeplabv3']['rows']['vq'][0]['final']['mIoU'] == 58.0

@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         case = CASES[name]
         kept = earlier.get(name, {})
         todo = [(row, seed) for seed in args.seeds for row in args.rows
-                if kept.get((row, seed), {}).get('lr', 0) != args.lr.get(row, 0)]
+                if (row, seed) not in kept or kept[row, seed].get('lr') != args.lr.get(row)]
         dense = run_dense(name, case, args.work_dir, kept.get('dense'))
         if todo and not args.dense_only and not Path(dense['checkpoint']).is_file():
             # an earlier session's dense row without its checkpoint: trained again
