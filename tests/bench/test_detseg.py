@@ -5,6 +5,24 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.mmcv_ops]
 
 
+def _write_scalars(work, records, stamp='20261207_000000'):
+    """``records`` as mmengine's ``LocalVisBackend`` logs them under ``work``."""
+    import json
+
+    path = work / stamp / 'vis_data' / 'scalars.json'
+    path.parent.mkdir(parents=True)
+    path.write_text(''.join(json.dumps(r) + '\n' for r in records))
+
+
+def _deeplab_dense(detseg, tmp_path):
+    """A dense DeepLab-V3 row whose (empty) checkpoint is on disk."""
+    checkpoint = tmp_path / 'dense.pth'
+    checkpoint.write_bytes(b'')
+    iters = detseg.dense_iters(detseg.CASES['deeplabv3']['dense'])
+    return dict(iters=iters, checkpoint=str(checkpoint), seconds=1.0,
+                curve=[dict(step=iters, mIoU=61.0)], final=dict(mIoU=61.0))
+
+
 def test_vq_rows_match_mvq_bits_on_the_shipped_models():
     pytest.importorskip('mmdet')
     pytest.importorskip('mmseg')
@@ -112,25 +130,18 @@ def test_validation_steps_are_the_iterations_they_followed(tmp_path):
     """mmdet logs validations at the epoch (``step`` 0 in an iteration-based loop), mmseg at
     the iteration: both read back as the training iteration each validation followed, over a
     resumed run's two logs."""
-    import json
-
     import detseg
 
-    def log(stamp, records, work=tmp_path):
-        path = work / stamp / 'vis_data' / 'scalars.json'
-        path.parent.mkdir(parents=True)
-        path.write_text(''.join(json.dumps(r) + '\n' for r in records))
-
-    log('20261207_000000', [dict(lr=0.01, loss=2.0, time=1.0, step=50),
-                            dict(lr=0.01, loss=1.5, time=1.0, step=100),
-                            {'coco/bbox_mAP': 0.254, 'coco/segm_mAP': 0.26, 'step': 0}])
-    log('20261207_010000', [dict(lr=0.005, loss=1.0, time=1.0, step=150),
-                            {'coco/bbox_mAP': 0.392, 'step': 0}])
+    _write_scalars(tmp_path, [dict(lr=0.01, loss=2.0, time=1.0, step=50),
+                              dict(lr=0.01, loss=1.5, time=1.0, step=100),
+                              {'coco/bbox_mAP': 0.254, 'coco/segm_mAP': 0.26, 'step': 0}])
+    _write_scalars(tmp_path, [dict(lr=0.005, loss=1.0, time=1.0, step=150),
+                              {'coco/bbox_mAP': 0.392, 'step': 0}], stamp='20261207_010000')
     keys = dict(bbox='coco/bbox_mAP', segm='coco/segm_mAP')
     assert detseg._val(tmp_path, keys) == [dict(step=100, bbox=25.4, segm=26.0),
                                            dict(step=150, bbox=39.2)]
     seg = tmp_path / 'seg'
-    log('20261207_000000', [dict(lr=0.01, time=1.0, step=50), dict(mIoU=40.5, step=60)], seg)
+    _write_scalars(seg, [dict(lr=0.01, time=1.0, step=50), dict(mIoU=40.5, step=60)])
     assert detseg._val(seg, dict(mIoU='mIoU')) == [dict(step=60, mIoU=40.5)]
 
 
@@ -149,20 +160,14 @@ def test_rows_trained_at_once_share_the_cores_and_report_in_order(tmp_path, monk
     def fake_training(config, run, options, resume=False, threads=0):
         seed = next(int(o.split('=')[1]) for o in options if o.startswith('randomness.seed='))
         time.sleep(0.3 if seed == 0 else 0.0)  # seed 1 finishes first
-        scalars = run / '20261207_000000' / 'vis_data' / 'scalars.json'
-        scalars.parent.mkdir(parents=True)
-        scalars.write_text(json.dumps(dict(mIoU=50.0 + seed, aAcc=90.0, step=600)) + '\n')
+        _write_scalars(run, [dict(mIoU=50.0 + seed, aAcc=90.0, step=600)])
         with lock:
             calls.append((run.name, threads))
         return 5.0
 
     monkeypatch.setattr(detseg, 'train_mm', fake_training)
     monkeypatch.setattr(detseg, '_ensure_data', lambda case: None)
-    checkpoint = tmp_path / 'dense.pth'
-    checkpoint.write_bytes(b'')
-    iters = detseg.dense_iters(detseg.CASES['deeplabv3']['dense'])
-    dense = dict(iters=iters, checkpoint=str(checkpoint), seconds=1.0,
-                 curve=[dict(step=iters, mIoU=61.0)], final=dict(mIoU=61.0))
+    dense = _deeplab_dense(detseg, tmp_path)
     (tmp_path / 'detseg.json').write_text(json.dumps(dict(
         budget=600, cases=dict(deeplabv3=dict(dense=dense, rows={})))))
     result = detseg.main(['--cases', 'deeplabv3', '--rows', 'dense control', 'vq', '--seeds', '0',
@@ -191,19 +196,13 @@ def test_a_row_at_its_own_lr_is_trained_again_and_the_other_rows_stay(tmp_path, 
 
     def fake_training(config, run, options, resume=False, threads=0):
         calls.append((run.name, options))
-        scalars = run / '20261208_000000' / 'vis_data' / 'scalars.json'
-        scalars.parent.mkdir(parents=True)
-        scalars.write_text(json.dumps(dict(lr=0.0005, time=1.0, step=600)) + '\n'
-                           + json.dumps(dict(mIoU=59.5, aAcc=90.0, step=600)) + '\n')
+        _write_scalars(run, [dict(lr=0.0005, time=1.0, step=600),
+                             dict(mIoU=59.5, aAcc=90.0, step=600)])
         return 7.0
 
     monkeypatch.setattr(detseg, 'train_mm', fake_training)
     monkeypatch.setattr(detseg, '_ensure_data', lambda case: None)
-    checkpoint = tmp_path / 'dense.pth'
-    checkpoint.write_bytes(b'')
-    iters = detseg.dense_iters(detseg.CASES['deeplabv3']['dense'])
-    dense = dict(iters=iters, checkpoint=str(checkpoint), seconds=1.0,
-                 curve=[dict(step=iters, mIoU=61.0)], final=dict(mIoU=61.0))
+    dense = _deeplab_dense(detseg, tmp_path)
     control = dict(row='dense control', seed=0, final=dict(mIoU=61.5), curve=[], seconds=2.0,
                    hardware=None)
     vq = dict(row='vq', seed=0, final=dict(mIoU=0.0), curve=[], seconds=2.0, hardware=None)
@@ -254,9 +253,7 @@ def test_a_missing_dense_checkpoint_is_trained_again_while_a_row_needs_it(tmp_pa
 
     def fake_training(config, run, options, resume=False, threads=0):
         assert f'load_from={checkpoint}' in options
-        scalars = run / '20261208_000000' / 'vis_data' / 'scalars.json'
-        scalars.parent.mkdir(parents=True)
-        scalars.write_text(json.dumps(dict(mIoU=58.0, step=600)) + '\n')
+        _write_scalars(run, [dict(mIoU=58.0, step=600)])
         return 3.0
 
     monkeypatch.setattr(detseg, 'run_dense', fake_dense)
